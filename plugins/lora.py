@@ -1,0 +1,75 @@
+"""``lora``: low-rank adapters through peft; the classification head trains in full.
+
+The saved model is peft's adapter format (``adapter_config.json``,
+``adapter_model.safetensors``, holding the head too) next to ``base/``, the
+backbone's starting weights in its own ecosystem's format, so the adapter
+loads with plain peft: ``PeftModel.from_pretrained(<base/ loaded>, model_dir)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tl_toolkit import Backbone, Strategy, Task
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["LoraOptions", "LoraStrategy"]
+
+
+class LoraOptions(BaseModel):
+    """Options of the ``lora`` strategy (``strategy.options``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, description="rank of the adapters; higher adapts more, costs more")
+    alpha: float = Field(16, gt=0, description="scaling: the update is multiplied by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
+    target_modules: list[str] | None = Field(
+        None, description="module names (or name suffixes) to adapt; null: the backbone's default targets"
+    )
+
+
+class LoraStrategy(Strategy):
+    """Train low-rank adapters (peft LoRA) and the head; the pretrained weights stay frozen."""
+
+    options_model = LoraOptions
+
+    def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        from tl_toolkit import UserError
+
+        opts = LoraOptions.model_validate(self.options)
+        targets = opts.target_modules or backbone.lora_targets(model)
+        names = [n for n, _ in model.named_modules()]
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise UserError(
+                f"strategy.options.target_modules: {missing} match no module of {backbone.describe()}; "
+                f"e.g. {', '.join(backbone.lora_targets(model))}"
+            )
+        config = LoraConfig(
+            r=opts.r,
+            lora_alpha=opts.alpha,
+            lora_dropout=opts.dropout,
+            target_modules=targets,
+            modules_to_save=backbone.head_names(model),
+        )
+        return get_peft_model(model, config)
+
+    def save(self, model: nn.Module, backbone: Backbone, directory: Path, task: Task) -> None:
+        model.save_pretrained(str(directory))  # the adapters and the trained head
+        base = copy.deepcopy(model).unload()  # the starting weights, adapters removed
+        backbone.save(base, directory / "base", task)
+
+    def load(self, backbone: Backbone, directory: Path, merge: bool = False) -> nn.Module:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(backbone.load(directory / "base"), str(directory))
+        return model.merge_and_unload() if merge else model

@@ -1,0 +1,63 @@
+"""tl_toolkit: transfer learning for text and image classifiers.
+
+``import tl_toolkit`` is cheap: torch and the model libraries are imported by
+the code that needs them, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import PluginError, RecipeError, UserError
+from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
+from ._weights import read_state_dict
+from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+
+if TYPE_CHECKING:
+    from ._pipeline import FinetuneResult, finetune, load_model_dir
+    from ._predict import predict
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "Backbone",
+    "BackboneConfig",
+    "DataConfig",
+    "FinetuneResult",
+    "PluginError",
+    "Recipe",
+    "RecipeError",
+    "SourceModel",
+    "Strategy",
+    "StrategyConfig",
+    "Task",
+    "TrainConfig",
+    "UserError",
+    "__version__",
+    "finetune",
+    "load_model_dir",
+    "load_recipe",
+    "predict",
+    "read_state_dict",
+]
+
+_LAZY = {
+    "finetune": "._pipeline",
+    "FinetuneResult": "._pipeline",
+    "load_model_dir": "._pipeline",
+    "predict": "._predict",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("tl-toolkit")
+        except PackageNotFoundError:
+            return "0+unknown"
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'tl_toolkit' has no attribute {name!r}")

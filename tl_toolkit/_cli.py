@@ -1,0 +1,177 @@
+"""The ``tl`` command line.
+
+Exit codes: 0 success, 2 a problem the user can fix (printed one per line,
+no traceback), 1 an internal error (with its traceback). ``tl --help`` and
+``tl list`` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import UserError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tl",
+        description="tl_toolkit: fine-tune pretrained text and image models on your data with YAML recipes.",
+        epilog="Run `tl COMMAND --help` for a command's options. Docs: README.md and docs/.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a recipe end to end", description="Run a recipe: data -> model -> "
+                       "strategy -> train -> evaluate -> save -> report.")
+    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=1")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in output_dir")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("validate", help="check a recipe without training",
+                       description="Check a recipe's schema, plugin names and files; print every problem.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    p = sub.add_parser("list", help="list registered plugins", description="List every registered plugin, "
+                       "the distribution that provides it, and plugins that failed to load.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("predict", help="predict with a finished run",
+                       description="Predict labels; prints one JSON object a line with input, label and score.")
+    p.add_argument("run_dir", help="output_dir of a finished run (or its model/ directory)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="text file (one example a line), CSV/TSV/JSONL/Parquet file, or image files/folders")
+    p.add_argument("--column", help="text column of CSV/JSONL inputs (default: the recipe's data.text_column)")
+    p.add_argument("--top-k", type=int, default=1, help="also list the k most likely labels")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--output", help="write the JSON lines to this file instead of standard output")
+
+    p = sub.add_parser("eval", help="evaluate a finished run",
+                       description="Evaluate a finished run on its eval data, or on data.eval=... overridden.")
+    p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--batch-size", type=int, default=64)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tl`` and ``python -m tl_toolkit``; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        import tl_toolkit
+
+        print(f"tl_toolkit {tl_toolkit.__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_COMMANDS[args.command](args) or 0)
+    except UserError as e:
+        for problem in e.problems:
+            print(f"tl {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tl {args.command}: interrupted; `tl run RECIPE --resume` continues a run", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries(quiet: bool) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if quiet or not sys.stderr.isatty():
+        datasets.disable_progress_bars()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._pipeline import finetune
+    from ._validate import validate
+
+    recipe = validate(args.recipe, args.overrides)  # every recipe problem before anything heavy loads
+    _quiet_libraries(args.quiet)
+    finetune(recipe, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from ._validate import validate
+
+    recipe = validate(args.recipe, args.overrides)
+    print(f"{args.recipe}: ok ({recipe.backbone.plugin} + {recipe.strategy.plugin}, output_dir {recipe.output_dir})")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ._registry import GROUPS, registry
+
+    infos = registry.all()
+    if args.json:
+        rows = [
+            {"kind": i.kind, "group": GROUPS[i.kind], "name": i.name, "dist": i.dist, "version": i.version,
+             "value": i.value, "description": i.description, "error": i.error}
+            for i in infos
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    for kind, group in GROUPS.items():
+        print(f"{kind} plugins ({group}):")
+        ok = [i for i in infos if i.kind == kind and not i.error]
+        width = max((len(i.name) for i in ok), default=0)
+        for info in ok:
+            desc = f"  {info.description}" if info.description else ""
+            print(f"  {info.name:<{width}}  {info.dist} {info.version}{desc}")
+        if not ok:
+            print("  (none)")
+    failed = [i for i in infos if i.error]
+    if failed:
+        print("failed plugins:")
+        for info in failed:
+            print(f"  {info.kind} {info.name} ({info.dist} {info.version}): {info.error}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    _quiet_libraries(True)
+    from ._predict import predict
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k: must be at least 1, got {args.top_k}")
+    rows = predict(args.run_dir, args.inputs, column=args.column, batch_size=args.batch_size, top_k=args.top_k)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    _quiet_libraries(True)
+    from ._evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.overrides, batch_size=args.batch_size)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+_COMMANDS: dict[str, Any] = {
+    "run": _cmd_run,
+    "validate": _cmd_validate,
+    "list": _cmd_list,
+    "predict": _cmd_predict,
+    "eval": _cmd_eval,
+}

@@ -1,0 +1,39 @@
+"""Errors that reach the user.
+
+A :class:`UserError` is something the user can fix (a recipe key, a file, a
+plugin name): the CLI prints its problems one per line and exits 2, with no
+traceback. Anything else is an internal error: exit 1 with a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+__all__ = ["PluginError", "RecipeError", "UserError", "suggest"]
+
+
+class UserError(Exception):
+    """A problem in the user's input, carrying one or more messages.
+
+    Each message names what is wrong (a recipe key, a file, a plugin) and how
+    to fix it.
+    """
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class RecipeError(UserError):
+    """A recipe that does not validate; ``problems`` lists every issue found."""
+
+
+class PluginError(UserError):
+    """A plugin that is unknown, failed to load, or broke its contract."""
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the nearest choice, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""

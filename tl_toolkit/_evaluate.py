@@ -1,0 +1,47 @@
+"""``tl eval``: a finished run's model on its eval data or an overridden one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ._errors import UserError
+from ._pipeline import load_model_dir, resolve_run_dir
+from ._recipe import load_recipe
+
+__all__ = ["evaluate_run"]
+
+
+def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None, batch_size: int = 64) -> dict[str, Any]:
+    """Evaluate a finished run; writes ``eval.json`` into the run directory and returns the metrics.
+
+    Raises:
+        UserError: no finished run there, or the eval data does not fit the model's labels.
+    """
+    from torch.utils.data import DataLoader
+
+    from ._data import load_task_data
+    from ._engine import evaluate, make_accelerator
+
+    model_dir = resolve_run_dir(run_dir)
+    out = model_dir.parent
+    recipe_file = out / "recipe.yaml"
+    if not recipe_file.is_file():
+        raise UserError(f"{out}: recipe.yaml is missing; cannot tell which data the run used")
+    recipe = load_recipe(recipe_file, overrides or [])
+    loaded = load_model_dir(model_dir)
+    data = load_task_data(recipe.data, loaded.backbone.modality, recipe.seed)
+    if data.label_names != loaded.label_names:
+        raise UserError(
+            f"data: the eval data's labels {data.label_names[:20]} differ from the model's {loaded.label_names[:20]}"
+        )
+    accelerator = make_accelerator(recipe)
+    eval_ds = loaded.backbone.preprocess(data.eval, train=False)
+    loader = DataLoader(eval_ds, batch_size=batch_size, collate_fn=loaded.backbone.collate)
+    model, loader = accelerator.prepare(loaded.model, loader)
+    metrics, _, _ = evaluate(model, loader, loaded.backbone, accelerator)
+    result = {"eval": metrics, "num_eval_examples": len(data.eval), "data": recipe.data.eval or "held-out split"}
+    if accelerator.is_main_process:
+        (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,309 @@
+"""The pipeline behind ``tl run`` and ``finetune()``.
+
+data -> model -> strategy -> train -> evaluate -> save -> report, plus the
+source -> target transfer of ``backbone.init_from`` and the baselines a recipe
+asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UserError
+from ._plugin_api import Backbone, SourceModel, Strategy, Task
+from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe
+from ._registry import registry
+from ._validate import validate
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["FinetuneResult", "LoadedModel", "finetune", "load_model_dir", "resolve_run_dir"]
+
+MODEL_META = "tl_toolkit.json"
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` returns."""
+
+    output_dir: Path  # where recipe.yaml, summary.json, model/ ... were written
+    metrics: dict[str, float]  # held-out metrics of the final model: accuracy, f1_macro, loss
+    summary: dict[str, Any]  # the contents of summary.json
+    model: nn.Module | None = None  # the trained model (peft-wrapped for LoRA)
+    label_names: list[str] = field(default_factory=list)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.output_dir / "model"
+
+
+@dataclass
+class LoadedModel:
+    """A finished run's model with the plugins that know how to feed it."""
+
+    model: nn.Module
+    backbone: Backbone
+    strategy: Strategy
+    label_names: list[str]
+    meta: dict[str, Any]
+
+
+def _overrides_from_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        *parents, leaf = key.replace("__", ".").split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def finetune(
+    recipe: str | Path | dict[str, Any] | Recipe,
+    overrides: list[str] | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    **kwargs: Any,
+) -> FinetuneResult:
+    """Run a recipe end to end, as ``tl run`` does.
+
+    Args:
+        recipe: a recipe file, a dict with the recipe's sections, or a :class:`Recipe`.
+        overrides: ``["train.epochs=1", ...]`` as on the command line.
+        resume: continue from the newest checkpoint in the output directory.
+        overwrite: replace a finished run in the output directory.
+        quiet: no progress output.
+        **kwargs: more overrides: ``train={"epochs": 1}``, ``train__epochs=1`` or ``**{"train.epochs": 1}``.
+
+    Returns:
+        The metrics, the output directory, the summary and the trained model.
+
+    Raises:
+        RecipeError: the recipe does not validate (every problem listed).
+        UserError: a data, model or output-directory problem.
+    """
+    if kwargs:
+        base = load_recipe(recipe, overrides)
+        recipe, overrides = load_recipe(base, _overrides_from_kwargs(kwargs)), None
+    recipe = validate(recipe, overrides)
+    return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+def _prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    finished = (out / "summary.json").is_file()
+    started = (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
+    if overwrite:
+        for name in ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md",
+                     "recipe.yaml", "learning_curves.png"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    elif finished and not resume:
+        raise UserError(
+            f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace it "
+            f"or set output_dir=<another directory>"
+        )
+    elif started and not resume:
+        raise UserError(
+            f"output_dir: {str(out)!r} holds an unfinished run; pass --resume to continue it, "
+            f"or --overwrite to start over"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> FinetuneResult:
+    from accelerate.utils import set_seed
+
+    from ._engine import fit, make_accelerator
+
+    out = Path(recipe.output_dir or f"runs/{recipe.name}")
+    if resume and (out / "summary.json").is_file() and (out / "model").is_dir() and not overwrite:
+        summary = json.loads((out / "summary.json").read_text())
+        return FinetuneResult(out, summary["eval"], summary, None, summary.get("label_names", []))
+
+    source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
+    accelerator = make_accelerator(recipe)
+    if accelerator.is_main_process:
+        _prepare_output_dir(out, resume, overwrite)
+        (out / "recipe.yaml").write_text(recipe.to_yaml())
+    accelerator.wait_for_everyone()
+    set_seed(recipe.seed)
+
+    backbone: Backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
+    strategy: Strategy = registry.get("strategy", recipe.strategy.plugin)(recipe.strategy.options)
+
+    from ._data import load_task_data
+
+    with accelerator.main_process_first():  # the main process fills the datasets cache, the others read it
+        data = load_task_data(recipe.data, backbone.modality, recipe.seed)
+    task = Task(data.label_names)
+    source = _load_source(source_dir, recipe) if source_dir else None
+    model = backbone.build(task, source)
+    total_params = sum(p.numel() for p in model.parameters())
+    model = strategy.apply(model, backbone)
+    trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    with accelerator.main_process_first():
+        train_ds = backbone.preprocess(data.train, train=True)
+        eval_ds = backbone.preprocess(data.eval, train=False)
+
+    accelerator.print(
+        f"{recipe.name}: {backbone.describe()} + {recipe.strategy.plugin}, {len(data.train)} train / "
+        f"{len(data.eval)} eval examples, {task.num_labels} labels, "
+        f"{trainable_params:,} of {total_params:,} parameters train"
+    ) if not quiet else None
+    result = fit(recipe, backbone, strategy, model, train_ds, eval_ds, out, accelerator, resume, quiet)
+
+    summary: dict[str, Any] = {
+        "name": recipe.name,
+        "eval": result.eval,
+        "trainable_params": trainable_params,
+        "total_params": total_params,
+        "train_seconds": round(result.train_seconds, 3),
+        "epochs": recipe.train.epochs,
+        "num_train_examples": len(data.train),
+        "num_eval_examples": len(data.eval),
+        "label_names": task.label_names,
+        "backbone": backbone.describe(),
+        "strategy": recipe.strategy.plugin,
+        "source": str(source_dir) if source_dir else None,
+    }
+    if accelerator.is_main_process:
+        _save_model(result.model, backbone, strategy, recipe, task, out)
+    accelerator.wait_for_everyone()
+
+    for name in recipe.baselines:
+        baseline = _run_baseline(recipe, name, out, resume=resume, overwrite=overwrite, quiet=quiet)
+        summary.setdefault("baselines", {})[name] = {
+            k: baseline.summary[k] for k in ("eval", "trainable_params", "total_params", "train_seconds")
+        }
+        summary.setdefault("transfer_gain", {})[name] = {
+            k: round(result.eval[k] - baseline.metrics[k], 6) for k in ("accuracy", "f1_macro")
+        }
+    if accelerator.is_main_process:
+        from ._report import write_report
+
+        write_report(out, recipe, summary, result.history)
+        _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if not quiet:
+            print(f"{recipe.name}: accuracy {result.eval['accuracy']:.4f}, f1_macro {result.eval['f1_macro']:.4f}"
+                  f" -> {out}")
+    accelerator.wait_for_everyone()
+    return FinetuneResult(out, result.eval, summary, result.model, task.label_names)
+
+
+def _run_baseline(recipe: Recipe, name: str, out: Path, **flags: Any) -> FinetuneResult:
+    """The same recipe with the backbone trained from random initialisation ("scratch")."""
+    data = recipe.model_dump(mode="json")
+    data["name"] = f"{recipe.name}-{name}"
+    data["output_dir"] = str(out / "baselines" / name)
+    data["baselines"] = []
+    data["backbone"].update(pretrained=False, init_from=None, weights=None)
+    if recipe.strategy.plugin != "full":
+        # A frozen or adapted random network is not the scratch baseline: all of it trains.
+        data["strategy"] = {"plugin": "full", "options": {}}
+    return _run(Recipe.model_validate(data), **flags)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _save_model(model: nn.Module, backbone: Backbone, strategy: Strategy, recipe: Recipe, task: Task, out: Path):
+    from . import __version__
+
+    final, tmp = out / "model", out / ".model.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    strategy.save(model, backbone, tmp, task)
+    meta = {
+        "format_version": 1,
+        "tl_toolkit_version": __version__,
+        "backbone": recipe.backbone.model_dump(mode="json"),
+        "data": recipe.data.model_dump(mode="json"),
+        "strategy": recipe.strategy.model_dump(mode="json"),
+        "label_names": task.label_names,
+    }
+    (tmp / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
+    if final.exists():
+        old = out / ".model.old"
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+
+
+# -- loading finished runs --------------------------------------------------
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """The ``model/`` directory of a finished run (or the model directory itself).
+
+    Raises:
+        UserError: ``path`` holds no finished run.
+    """
+    path = Path(path)
+    for candidate in (path / "model", path):
+        if (candidate / MODEL_META).is_file():
+            return candidate
+    raise UserError(
+        f"{path}: not a finished run (no model/{MODEL_META}); give the output_dir of a completed `tl run`"
+    )
+
+
+def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
+    """Load a finished run's model through the plugins that trained it.
+
+    Raises:
+        UserError: not a finished run, or its plugins are not installed.
+    """
+    model_dir = resolve_run_dir(path)
+    meta = json.loads((model_dir / MODEL_META).read_text())
+    backbone_cfg = BackboneConfig.model_validate(meta["backbone"])
+    data_cfg = DataConfig.model_validate(meta["data"])
+    backbone = registry.get("backbone", backbone_cfg.plugin)(backbone_cfg, data_cfg)
+    strategy = registry.get("strategy", meta["strategy"]["plugin"])(meta["strategy"].get("options", {}))
+    model = strategy.load(backbone, model_dir, merge=merge)
+    model.eval()
+    return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta)
+
+
+def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
+    """The source run of ``backbone.init_from``, trained first when it is a recipe with no finished run."""
+    value = recipe.backbone.init_from or ""
+    path = Path(value)
+    if path.suffix not in (".yaml", ".yml"):
+        return resolve_run_dir(path)
+    source = validate(path)
+    run_dir = Path(source.output_dir or f"runs/{source.name}")
+    if not (run_dir / "summary.json").is_file():
+        if not quiet:
+            print(f"{recipe.name}: training the source run {source.name!r} first ({path})")
+        unfinished = (run_dir / "checkpoints").is_dir()
+        _run(source, resume=unfinished, overwrite=False, quiet=quiet)
+    return resolve_run_dir(run_dir)
+
+
+def _load_source(model_dir: Path, recipe: Recipe) -> SourceModel:
+    loaded = load_model_dir(model_dir, merge=True)
+    if loaded.meta["backbone"]["plugin"] != recipe.backbone.plugin:
+        raise UserError(
+            f"backbone.init_from: the source run used backbone {loaded.meta['backbone']['plugin']!r}, "
+            f"this recipe uses {recipe.backbone.plugin!r}; they must match"
+        )
+    return SourceModel(model=loaded.model, directory=model_dir, label_names=loaded.label_names)

@@ -1,0 +1,266 @@
+"""The contract between the core and its plugins.
+
+A **backbone** plugin (entry-point group ``tl_toolkit.backbones``) is a
+subclass of :class:`Backbone`: it builds a model with a fresh classification
+head, turns raw examples into tensors, names its head and its default LoRA
+targets, and saves/loads the model in its ecosystem's format.
+
+A **strategy** plugin (group ``tl_toolkit.strategies``) is a subclass of
+:class:`Strategy`: it decides what trains (freezing, peft wrapping, parameter
+groups), may add a loss term, and may change how the trained model is saved.
+
+What the engine calls, in order::
+
+    backbone = BackbonePlugin(recipe.backbone, recipe.data)
+    model = backbone.build(task, source)          # fresh head; `source` for init_from
+    train = backbone.preprocess(train_ds, train=True)
+    model = strategy.apply(model, backbone)       # freeze / wrap
+    groups = strategy.parameter_groups(model, lr, weight_decay)
+    each epoch: model.train(); strategy.train_mode(model)
+        logits = backbone.forward(model, batch)
+        loss = cross_entropy(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
+    strategy.save(model, backbone, directory, task)
+
+Nothing here imports torch: ``import tl_toolkit`` and ``tl list`` stay cheap.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+    from torch import nn
+
+    from ._recipe import BackboneConfig, DataConfig
+
+__all__ = ["PLUGIN_API_VERSION", "Backbone", "SourceModel", "Strategy", "Task", "check_plugin"]
+
+#: Bumped when the plugin contract changes incompatibly.
+PLUGIN_API_VERSION = 1
+
+
+@dataclass
+class Task:
+    """The target task a head is built for."""
+
+    label_names: list[str]  # index -> human-readable label; the model predicts these indices
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+@dataclass
+class SourceModel:
+    """A finished run's model used as the starting point of a transfer (``backbone.init_from``)."""
+
+    model: nn.Module  # the source model as a plain module (adapters merged), head still the source's
+    directory: Path  # the source run's ``model/`` directory (tokenizer, configs)
+    label_names: list[str] = field(default_factory=list)  # the source task's labels
+
+
+class Backbone(ABC):
+    """Base class of backbone plugins.
+
+    An instance serves one run. The engine constructs it with the recipe's
+    ``backbone`` and ``data`` sections, then calls :meth:`build` (training) or
+    :meth:`load` (prediction) before anything else; those two set up the
+    preprocessing state (tokenizer, image transforms) the other methods use.
+    """
+
+    #: "text" or "image": which data column the backbone reads.
+    modality: ClassVar[str] = "text"
+    #: A pydantic model of ``backbone.options``; None accepts any options.
+    options_model: ClassVar[Any] = None
+
+    def __init__(self, config: BackboneConfig, data: DataConfig) -> None:
+        self.config = config
+        self.data = data
+
+    @classmethod
+    def option_problems(cls, options: dict[str, Any]) -> list[str]:
+        """Problems of ``backbone.options`` against :attr:`options_model`."""
+        return _option_problems(cls.options_model, options, "backbone.options")
+
+    @abstractmethod
+    def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
+        """Return a model with a freshly initialised head of ``task.num_labels`` outputs.
+
+        Without ``source``: the architecture named by ``config.model``, with
+        pretrained weights when ``config.pretrained`` is true. With ``source``:
+        ``source.model`` with its head replaced.
+
+        Raises:
+            UserError: the model cannot be found or its weights do not fit.
+        """
+
+    @abstractmethod
+    def preprocess(self, dataset: datasets.Dataset, train: bool) -> datasets.Dataset:
+        """Turn raw examples (text or image column, ``labels``) into model inputs.
+
+        ``train`` selects training-time preprocessing (augmentation). The
+        result yields dicts that :meth:`collate` batches; ``labels`` is kept.
+        """
+
+    @abstractmethod
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Batch preprocessed examples (dynamic padding for text)."""
+
+    @abstractmethod
+    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return the logits of ``model`` on ``batch`` (shape ``[batch, num_labels]``)."""
+
+    @abstractmethod
+    def head_names(self, model: nn.Module) -> list[str]:
+        """Qualified module names of the classification head (trained by every strategy)."""
+
+    @abstractmethod
+    def lora_targets(self, model: nn.Module) -> list[str]:
+        """Default LoRA target modules (names or name suffixes peft understands)."""
+
+    @abstractmethod
+    def save(self, model: nn.Module, directory: Path, task: Task) -> None:
+        """Save the full model and its preprocessing in the ecosystem's own format."""
+
+    @abstractmethod
+    def load(self, directory: Path) -> nn.Module:
+        """Load a model written by :meth:`save` and set up preprocessing from it."""
+
+    def describe(self) -> str:
+        """A short human-readable identity of the backbone (for reports)."""
+        return f"{self.plugin_name}:{self.config.model}"
+
+    plugin_name: ClassVar[str] = ""  # set by the registry to the entry-point name
+
+
+class Strategy(ABC):
+    """Base class of fine-tuning strategy plugins.
+
+    An instance serves one run and receives the recipe's ``strategy.options``.
+    Only :meth:`apply` is required; the other hooks have sensible defaults.
+    """
+
+    #: A pydantic model of ``strategy.options``; None accepts any options.
+    options_model: ClassVar[Any] = None
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options: dict[str, Any] = dict(options or {})
+
+    @classmethod
+    def option_problems(cls, options: dict[str, Any]) -> list[str]:
+        """Problems of ``strategy.options`` against :attr:`options_model`."""
+        return _option_problems(cls.options_model, options, "strategy.options")
+
+    @abstractmethod
+    def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
+        """Decide what trains: freeze parameters, wrap the model (peft), ...; return the model to train."""
+
+    def train_mode(self, model: nn.Module) -> None:
+        """Called after ``model.train()`` at each epoch: e.g. keep frozen BatchNorm in eval mode."""
+
+    def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups over the trainable parameters.
+
+        The default applies weight decay to weight matrices and kernels, not
+        to biases and normalisation parameters.
+        """
+        decay, no_decay = [], []
+        for _, param in model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (decay if param.ndim >= 2 else no_decay).append(param)
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
+
+    def extra_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], logits: torch.Tensor
+    ) -> torch.Tensor | None:
+        """An extra loss term added to the task loss (regularisation, distillation), or None."""
+        return None
+
+    def save(self, model: nn.Module, backbone: Backbone, directory: Path, task: Task) -> None:
+        """Save the trained model; the default saves the full model in the backbone's format."""
+        backbone.save(model, directory, task)
+
+    def load(self, backbone: Backbone, directory: Path, merge: bool = False) -> nn.Module:
+        """Load a model written by :meth:`save`; ``merge`` asks for a plain module (adapters merged)."""
+        return backbone.load(directory)
+
+    plugin_name: ClassVar[str] = ""
+
+
+def _option_problems(model: Any, options: dict[str, Any], key: str) -> list[str]:
+    """Validate ``options`` against a plugin's pydantic options model; one message per problem."""
+    if model is None:
+        return []
+    from pydantic import ValidationError
+
+    from ._errors import suggest
+
+    try:
+        model.model_validate(options)
+    except ValidationError as e:
+        out = []
+        for err in e.errors():
+            name = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                valid = list(model.model_fields)
+                out.append(f"{key}.{name}: unknown option.{suggest(str(err['loc'][-1]), valid)} "
+                           f"Valid options: {', '.join(valid)}")
+            else:
+                out.append(f"{key}.{name}: {err['msg']}, got {err.get('input')!r}")
+        return out
+    return []
+
+
+_BASES: dict[str, type] = {"backbone": Backbone, "strategy": Strategy}
+
+
+def check_plugin(kind: str, obj: Any) -> str | None:
+    """Return why ``obj`` is not a valid ``kind`` plugin, or None when it is."""
+    base = _BASES[kind]
+    if not (inspect.isclass(obj) and issubclass(obj, base)):
+        return f"expected a subclass of tl_toolkit.{base.__name__}, got {obj!r}"
+    missing = sorted(getattr(obj, "__abstractmethods__", ()))
+    if missing:
+        return f"{obj.__qualname__} does not implement {', '.join(missing)}"
+    for name, member in inspect.getmembers(base, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        impl = getattr(obj, name)
+        want = list(inspect.signature(member).parameters)
+        try:
+            have = inspect.signature(impl).parameters
+        except (TypeError, ValueError):
+            continue
+        takes_var = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in have.values())
+        if not takes_var and not set(want) <= set(have):
+            return (
+                f"{obj.__qualname__}.{name}{inspect.signature(impl)} does not match the contract "
+                f"{base.__name__}.{name}{inspect.signature(member)}"
+            )
+    required = getattr(obj, "plugin_api", None)
+    if required is not None and PLUGIN_API_VERSION not in _as_range(required):
+        return f"it supports plugin API {required}, this tl_toolkit provides {PLUGIN_API_VERSION}"
+    return None
+
+
+def _as_range(spec: Any) -> range:
+    if isinstance(spec, int):
+        return range(spec, spec + 1)
+    lo, hi = spec
+    return range(lo, hi + 1)

@@ -1,0 +1,122 @@
+"""Prediction with a finished run: ``tl predict`` and :func:`predict`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._data import IMAGE_SUFFIXES
+from ._errors import UserError
+from ._pipeline import LoadedModel, load_model_dir
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["predict", "read_inputs"]
+
+_TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def read_inputs(paths: Sequence[str | Path], loaded: LoadedModel, column: str | None = None) -> tuple[
+    datasets.Dataset, list[str]
+]:
+    """Turn input files into a dataset with the column the model reads, and a display string per row.
+
+    Text models read text files (one example a line) and CSV/TSV/JSONL/Parquet
+    files (``column``, default the recipe's ``data.text_column``); image models
+    read image files and folders of them.
+
+    Raises:
+        UserError: a file is missing, unreadable, or lacks the column.
+    """
+    import datasets
+
+    data = loaded.backbone.data
+    if loaded.backbone.modality == "image":
+        files: list[Path] = []
+        for raw in paths:
+            path = Path(raw)
+            if path.is_dir():
+                files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            elif path.is_file():
+                files.append(path)
+            else:
+                raise UserError(f"{raw}: no such image file or folder")
+        if not files:
+            raise UserError(f"{', '.join(map(str, paths))}: no images found")
+        ds = datasets.Dataset.from_dict({data.image_column: [str(f) for f in files]})
+        return ds.cast_column(data.image_column, datasets.Image()), [str(f) for f in files]
+
+    text_col = column or data.text_column
+    columns = [text_col] + ([data.text_pair_column] if data.text_pair_column and not column else [])
+    rows: dict[str, list[Any]] = {c: [] for c in columns}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise UserError(f"{raw}: no such input file")
+        fmt = _TABLE_SUFFIXES.get(path.suffix.lower())
+        if fmt is None:
+            lines = [ln for ln in path.read_text(encoding="utf-8", errors="strict").splitlines() if ln.strip()]
+            if len(columns) > 1:
+                raise UserError(f"{raw}: this model reads sentence pairs; give a CSV/JSONL file with "
+                                f"columns {columns}")
+            rows[text_col].extend(lines)
+            continue
+        kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        table = datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
+        for c in columns:
+            if c not in table.column_names:
+                raise UserError(f"{raw}: no column {c!r} (columns: {', '.join(table.column_names)}); "
+                                f"choose one with --column")
+            rows[c].extend("" if v is None else str(v) for v in table[c])
+    ds = datasets.Dataset.from_dict(rows)
+    return ds, list(rows[text_col])
+
+
+def predict(
+    run_dir: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    column: str | None = None,
+    batch_size: int = 64,
+    top_k: int = 1,
+) -> list[dict[str, Any]]:
+    """Predict labels for the examples in ``inputs`` with a finished run.
+
+    Returns:
+        One dict per example: ``input``, ``label``, ``score`` (softmax probability)
+        and, when ``top_k > 1``, ``top_k`` as a list of ``{label, score}``.
+
+    Raises:
+        UserError: ``run_dir`` holds no finished run, or an input cannot be read.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    loaded = load_model_dir(run_dir)
+    ds, shown = read_inputs(inputs, loaded, column)
+    ds = ds.add_column("labels", [0] * len(ds))  # placeholder the collators expect
+    ds = loaded.backbone.preprocess(ds, train=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = loaded.model.to(device)
+    out: list[dict[str, Any]] = []
+    loader = DataLoader(ds, batch_size=batch_size, collate_fn=loaded.backbone.collate)
+    with torch.no_grad():
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            probs = loaded.backbone.forward(model, batch).float().softmax(-1).cpu()
+            scores, ids = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+            for s_row, i_row in zip(scores.tolist(), ids.tolist(), strict=True):
+                row: dict[str, Any] = {
+                    "input": shown[len(out)],
+                    "label": loaded.label_names[i_row[0]],
+                    "score": round(s_row[0], 6),
+                }
+                if top_k > 1:
+                    row["top_k"] = [
+                        {"label": loaded.label_names[i], "score": round(s, 6)}
+                        for s, i in zip(s_row, i_row, strict=True)
+                    ]
+                out.append(row)
+    return out

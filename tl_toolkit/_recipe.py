@@ -1,0 +1,257 @@
+"""The recipe schema: one YAML file describes a run from data to report.
+
+The pydantic models below mirror the YAML one to one. Every default lives on
+a field here; unknown keys are errors that suggest the nearest valid key, and
+all problems of a recipe are reported at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ._errors import RecipeError, suggest
+
+__all__ = [
+    "BackboneConfig",
+    "DataConfig",
+    "Recipe",
+    "StrategyConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_recipe",
+    "parse_overrides",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BackboneConfig(_Section):
+    """The pretrained model the run starts from."""
+
+    plugin: str = Field(description="entry-point name in group tl_toolkit.backbones: bert | resnet | ...")
+    model: str = Field(description="hub id, local directory, or architecture name")
+    pretrained: bool = Field(True, description="false: same architecture, random initialisation (scratch)")
+    init_from: str | None = Field(
+        None, description="a previous run's directory, or a source recipe (trained first if needed)"
+    )
+    weights: str | None = Field(None, description="local weights file (.safetensors or .pth) to start from")
+    options: dict[str, Any] = Field(default_factory=dict, description="backbone-specific options")
+
+
+class DataConfig(_Section):
+    """Where the examples come from and which columns hold what."""
+
+    format: Literal["hf", "csv", "json", "parquet", "imagefolder", "digits"] = Field(
+        description="hf | csv | json | parquet | imagefolder | digits"
+    )
+    train: str | None = Field(None, description="file, folder, or split name (hf, digits)")
+    eval: str | None = Field(None, description="file, folder, or split name; null: hold out eval_fraction")
+    name: str | None = Field(None, description="hf: the dataset id or local dataset directory")
+    config: str | None = Field(None, description="hf: the dataset configuration")
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    image_column: str = "image"
+    image_size: int | None = Field(None, ge=8, description="resize images to this side; null: backbone default")
+    max_length: int = Field(128, ge=8, description="text: tokens per example, longer ones are truncated")
+    delimiter: str | None = Field(None, description="csv: field separator; null: tab for .tsv, comma otherwise")
+    classes: list[str] | None = Field(None, description="keep only examples of these labels (as written)")
+    max_train_per_class: int | None = Field(None, ge=1, description="cap on training examples per class")
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="held out from train when eval is null")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_as_strings(cls, values: Any) -> Any:
+        # Labels are compared as written, so `classes: [5, 6]` means the labels 5 and 6.
+        if isinstance(values, dict) and isinstance(values.get("classes"), list):
+            values = {**values, "classes": [str(c) for c in values["classes"]]}
+        return values
+
+
+class StrategyConfig(_Section):
+    """How the pretrained model is adapted: what trains."""
+
+    plugin: str = Field("full", description="entry-point name in group tl_toolkit.strategies")
+    options: dict[str, Any] = Field(default_factory=dict, description="strategy-specific options")
+
+
+class TrainConfig(_Section):
+    """The optimisation loop, run on accelerate."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1, description="per device")
+    eval_batch_size: int | None = Field(None, ge=1, description="null: twice batch_size")
+    lr: float = Field(2.0e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    grad_accum_steps: int = Field(1, ge=1, description="accumulate gradients over this many batches")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip gradients to this norm; null: off")
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    log_every_steps: int = Field(10, ge=1)
+    keep_checkpoints: int = Field(1, ge=1, description="epoch checkpoints kept for --resume")
+
+
+class Recipe(_Section):
+    """A whole run: data -> model -> strategy -> train -> evaluate -> save -> report."""
+
+    name: str = Field(min_length=1)
+    seed: int = 0
+    output_dir: str | None = Field(None, description="null: runs/<name>")
+    backbone: BackboneConfig
+    data: DataConfig
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    baselines: list[Literal["scratch"]] = Field(
+        default_factory=list, description="also train these baselines and report the transfer gain"
+    )
+
+    @model_validator(mode="after")
+    def _default_output_dir(self) -> Recipe:
+        if self.output_dir is None:
+            self.output_dir = f"runs/{self.name}"
+        return self
+
+    def to_yaml(self) -> str:
+        """The fully resolved recipe as YAML."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# -- loading ---------------------------------------------------------------
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.epochs=1", ...]`` into a nested dict; values are parsed as YAML.
+
+    Raises:
+        RecipeError: an item is not ``KEY=VALUE``.
+    """
+    nested: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            problems.append(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=1")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"override {item!r}: {part!r} is set to a value and cannot have sub-keys")
+                break
+        else:
+            node[leaf] = value
+    if problems:
+        raise RecipeError(problems)
+    return nested
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``data``."""
+    out = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = apply_overrides(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file as a mapping.
+
+    Raises:
+        RecipeError: the file is missing, is not valid YAML, or is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = " (it is a directory)" if path.is_dir() else ""
+        raise RecipeError(f"{path}: recipe file not found{hint}; give the path of a .yaml recipe")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a UTF-8 text file; save the recipe as UTF-8") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections (name, backbone, data, ...)")
+    return data
+
+
+def load_recipe(
+    source: str | Path | dict[str, Any] | Recipe,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Recipe:
+    """Build a :class:`Recipe` from a file, a dict or a recipe, with overrides applied.
+
+    Raises:
+        RecipeError: with every schema problem, one message per problem.
+    """
+    if isinstance(source, Recipe):
+        data = source.model_dump(mode="json")
+        origin = f"recipe {source.name!r}"
+    elif isinstance(source, dict):
+        data, origin = dict(source), "recipe"
+    else:
+        data, origin = read_yaml(source), str(source)
+    if overrides:
+        extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        data = apply_overrides(data, extra)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError([f"{origin}: {msg}" for msg in _explain(e, data)]) from None
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
+    messages = []
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)
+        key = ".".join(str(p) for p in loc) or "<top>"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            parent, leaf = loc[:-1], str(loc[-1])
+            valid = _fields_at(parent)
+            where = ".".join(str(p) for p in parent)
+            messages.append(
+                f"unknown key {key!r}.{suggest(leaf, valid)} Valid keys"
+                f"{' in ' + repr(where) if where else ''}: {', '.join(valid)}"
+            )
+        elif kind == "missing":
+            messages.append(f"{key}: required key is missing; add it to the recipe")
+        elif kind in ("literal_error", "enum"):
+            got = err.get("input")
+            messages.append(f"{key}: {got!r} is not allowed; {err['msg'].replace('Input should be', 'choose')}")
+        elif kind == "model_type" or kind == "dict_type":
+            messages.append(f"{key}: expected a section of keys, got {err.get('input')!r}")
+        else:
+            messages.append(f"{key}: {err['msg']}, got {err.get('input')!r}")
+    return messages

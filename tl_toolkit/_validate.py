@@ -1,0 +1,62 @@
+"""Checks a recipe beyond its schema: plugins exist, files exist. Nothing is trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._data import check_data_paths
+from ._errors import RecipeError, UserError
+from ._recipe import Recipe, load_recipe
+from ._registry import registry
+
+__all__ = ["check_recipe", "validate"]
+
+
+def check_recipe(recipe: Recipe) -> list[str]:
+    """Every problem found in ``recipe``, one message each (empty when it is fine)."""
+    problems: list[str] = []
+    for kind, key, name, options in (
+        ("backbone", "backbone.plugin", recipe.backbone.plugin, recipe.backbone.options),
+        ("strategy", "strategy.plugin", recipe.strategy.plugin, recipe.strategy.options),
+    ):
+        try:
+            plugin = registry.get(kind, name)
+        except UserError as e:
+            problems.extend(f"{key}: {p}" for p in e.problems)
+        else:
+            problems.extend(plugin.option_problems(options))
+    problems.extend(check_data_paths(recipe.data))
+    if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
+        problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
+    if recipe.backbone.init_from:
+        problems.extend(_check_init_from(recipe.backbone.init_from))
+    return problems
+
+
+def _check_init_from(value: str) -> list[str]:
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            source = load_recipe(path)
+        except RecipeError as e:
+            return [f"backbone.init_from: source recipe {value!r} is invalid: {p}" for p in e.problems]
+        return [f"backbone.init_from -> {p}" for p in check_recipe(source)]
+    if not path.exists():
+        return [f"backbone.init_from: {value!r} not found; give a finished run's directory or a source recipe"]
+    if not ((path / "model" / "tl_toolkit.json").is_file() or (path / "tl_toolkit.json").is_file()):
+        return [f"backbone.init_from: {value!r} holds no finished run (no model/tl_toolkit.json); finish that run first"]
+    return []
+
+
+def validate(source, overrides: list[str] | None = None) -> Recipe:
+    """Load and check a recipe; raise with every problem at once.
+
+    Raises:
+        RecipeError: schema problems, or plugin and file problems.
+    """
+    recipe = load_recipe(source, overrides)
+    problems = check_recipe(recipe)
+    if problems:
+        origin = str(source) if isinstance(source, (str, Path)) else f"recipe {recipe.name!r}"
+        raise RecipeError([f"{origin}: {p}" for p in problems])
+    return recipe
