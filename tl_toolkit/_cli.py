@@ -87,13 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _quiet_libraries(quiet: bool) -> None:
+    """Keep the libraries' own chatter (load reports, deprecation notes, save bars) out of the run's output."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
     import datasets
     import transformers
 
     transformers.logging.set_verbosity_error()
+    for module in ("transformers", "peft", "timm", "accelerate", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     if quiet or not sys.stderr.isatty():
         datasets.disable_progress_bars()
+        transformers.logging.disable_progress_bar()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

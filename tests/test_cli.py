@@ -1,0 +1,303 @@
+"""The real ``tl`` command line, driven in a subprocess: exit codes, messages, cheap imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+BUILTINS = {
+    ("backbone", "bert"),
+    ("backbone", "resnet"),
+    ("strategy", "full"),
+    ("strategy", "head-only"),
+    ("strategy", "lora"),
+}
+
+
+def tl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m tl_toolkit ARGS`` offline and capture its output."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "tl_toolkit", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], count: int) -> list[str]:
+    """Exit 2, ``count`` problems one a line, no traceback; return the lines."""
+    lines = error_lines(result)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(lines) == count, lines
+    assert all(line.startswith("tl ") and ": error: " in line for line in lines), lines
+    return lines
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    (tmp_path / "train.csv").write_text("sentence,label\ngood,1\nbad,0\n", encoding="utf-8")
+    (tmp_path / "dev.csv").write_text("sentence,label\nfine,1\nawful,0\n", encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def good_recipe(data_dir: Path) -> dict[str, Any]:
+    return {
+        "name": "cli-test",
+        "output_dir": str(data_dir / "out"),
+        "backbone": {"plugin": "bert", "model": "sentence-transformers/all-MiniLM-L6-v2"},
+        "data": {"format": "csv", "train": "train.csv", "eval": "dev.csv", "text_column": "sentence"},
+        "strategy": {"plugin": "lora", "options": {"r": 4}},
+        "train": {"epochs": 1, "batch_size": 2},
+    }
+
+
+def write(path: Path, recipe: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# -- help and list -----------------------------------------------------------
+
+
+def test_help() -> None:
+    result = tl("--help")
+    assert result.returncode == 0, result.stderr
+    for verb in ("run", "validate", "list", "predict", "eval"):
+        assert verb in result.stdout
+
+
+@pytest.mark.parametrize("verb", ["run", "validate", "list", "predict", "eval"])
+def test_verb_help(verb: str) -> None:
+    result = tl(verb, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"tl {verb}" in result.stdout
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    result = tl()
+    assert result.returncode == 2
+    assert "validate" in result.stdout
+
+
+def test_list_shows_the_builtin_plugins_and_their_distribution() -> None:
+    result = tl("list")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for _kind, name in BUILTINS:
+        [line] = [line for line in lines if line.split()[:1] == [name]]
+        assert "tl-toolkit" in line
+    assert "backbone plugins (tl_toolkit.backbones):" in result.stdout
+    assert "strategy plugins (tl_toolkit.strategies):" in result.stdout
+    assert "failed plugins" not in result.stdout
+
+
+def test_list_json_parses() -> None:
+    result = tl("list", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    by_key = {(row["kind"], row["name"]): row for row in rows}
+    assert set(by_key) >= BUILTINS
+    for key in BUILTINS:
+        row = by_key[key]
+        assert row["dist"] == "tl-toolkit"
+        assert row["error"] is None
+        assert row["group"] == f"tl_toolkit.{'backbones' if key[0] == 'backbone' else 'strategies'}"
+        assert row["value"].startswith("tl_toolkit_plugins.")
+        assert row["version"]
+
+
+@pytest.mark.parametrize("argv", [["list"], ["list", "--json"], ["--help"], ["list", "--help"]])
+def test_list_and_help_do_not_import_torch(argv: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from tl_toolkit._cli import main\n"
+        "try:\n"
+        f"    code = main({argv!r})\n"
+        "except SystemExit as e:  # --help exits through argparse\n"
+        "    code = e.code\n"
+        "assert code == 0, code\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'timm', 'peft') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# -- validate ----------------------------------------------------------------
+
+
+def test_validate_the_quickstart_recipe() -> None:
+    result = tl("validate", "recipes/quickstart.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_validate_a_good_recipe(tmp_path: Path, good_recipe: dict[str, Any]) -> None:
+    path = write(tmp_path / "good.yaml", good_recipe)
+    result = tl("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "ok (bert + lora" in result.stdout
+    assert result.stderr == ""
+
+
+def test_validate_with_overrides(tmp_path: Path, good_recipe: dict[str, Any]) -> None:
+    path = write(tmp_path / "good.yaml", good_recipe)
+    result = tl("validate", str(path), "strategy.plugin=full", "train.epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "bert + full" in result.stdout
+
+
+def _break(recipe: dict[str, Any], problem: str) -> None:
+    if problem == "unknown key":
+        recipe["train"]["epoch"] = 2
+    elif problem == "unknown plugin":
+        recipe["strategy"]["plugin"] = "lroa"
+    elif problem == "wrong type":
+        recipe["train"]["batch_size"] = "big"
+    elif problem == "missing data file":
+        recipe["data"]["train"] = "missing.csv"
+
+
+PROBLEMS: dict[str, list[str]] = {
+    "unknown key": ["'train.epoch'", "Did you mean 'epochs'?"],
+    "unknown plugin": ["strategy.plugin", "'lroa'", "Did you mean 'lora'?"],
+    "wrong type": ["train.batch_size", "'big'"],
+    "missing data file": ["data.train", "'missing.csv'", "not found"],
+}
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_validate_reports_one_problem_a_line(
+    tmp_path: Path, good_recipe: dict[str, Any], problem: str
+) -> None:
+    _break(good_recipe, problem)
+    path = write(tmp_path / "bad.yaml", good_recipe)
+    result = tl("validate", str(path), cwd=tmp_path)
+    [line] = assert_user_error(result, 1)
+    assert str(path) in line
+    for fragment in PROBLEMS[problem]:
+        assert fragment in line
+    assert result.stdout == ""
+
+
+def test_validate_reports_every_problem_at_once(tmp_path: Path, good_recipe: dict[str, Any]) -> None:
+    for problem in PROBLEMS:
+        _break(good_recipe, problem)
+    path = write(tmp_path / "bad.yaml", good_recipe)
+    result = tl("validate", str(path), cwd=tmp_path)
+    lines = assert_user_error(result, 4)
+    for problem, fragments in PROBLEMS.items():
+        assert any(all(f in line for f in fragments) for line in lines), (problem, lines)
+
+
+def test_validate_reports_schema_problems_together(tmp_path: Path, good_recipe: dict[str, Any]) -> None:
+    _break(good_recipe, "unknown key")
+    _break(good_recipe, "wrong type")
+    good_recipe["train"]["mixed_precision"] = "fp8"
+    path = write(tmp_path / "bad.yaml", good_recipe)
+    lines = assert_user_error(tl("validate", str(path), cwd=tmp_path), 3)
+    assert any("train.mixed_precision" in line and "'fp8'" in line for line in lines)
+
+
+def test_validate_reports_plugin_and_file_problems_together(
+    tmp_path: Path, good_recipe: dict[str, Any]
+) -> None:
+    _break(good_recipe, "unknown plugin")
+    _break(good_recipe, "missing data file")
+    good_recipe["backbone"]["plugin"] = "bret"
+    good_recipe["data"]["eval"] = "nowhere/dev.csv"
+    path = write(tmp_path / "bad.yaml", good_recipe)
+    lines = assert_user_error(tl("validate", str(path), cwd=tmp_path), 4)
+    text = "\n".join(lines)
+    for fragment in (
+        "backbone.plugin",
+        "'bret'",
+        "strategy.plugin",
+        "data.train",
+        "data.eval",
+        "nowhere/dev.csv",
+    ):
+        assert fragment in text
+
+
+def test_validate_bad_override(tmp_path: Path, good_recipe: dict[str, Any]) -> None:
+    path = write(tmp_path / "good.yaml", good_recipe)
+    [line] = assert_user_error(tl("validate", str(path), "train.epoch=1", cwd=tmp_path), 1)
+    assert "'train.epoch'" in line and "'epochs'" in line
+    [line] = assert_user_error(tl("validate", str(path), "train..epochs=1", cwd=tmp_path), 1)
+    assert "KEY=VALUE" in line
+
+
+def test_validate_unknown_strategy_option(tmp_path: Path, good_recipe: dict[str, Any]) -> None:
+    good_recipe["strategy"]["options"] = {"rank": 8}
+    path = write(tmp_path / "bad.yaml", good_recipe)
+    [line] = assert_user_error(tl("validate", str(path), cwd=tmp_path), 1)
+    assert "strategy.options.rank" in line
+
+
+def test_validate_missing_recipe_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-recipe.yaml"
+    [line] = assert_user_error(tl("validate", str(missing), cwd=tmp_path), 1)
+    assert str(missing) in line
+    assert "not found" in line
+
+
+def test_validate_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nbackbone: {plugin: bert\ntrain: [1,\n", encoding="utf-8")
+    [line] = assert_user_error(tl("validate", str(path), cwd=tmp_path), 1)
+    assert str(path) in line
+    assert "not valid YAML" in line
+
+
+# -- run ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("problem", ["unknown key", "unknown plugin", "missing data file"])
+def test_run_on_a_bad_recipe_exits_2_and_creates_nothing(
+    tmp_path: Path, good_recipe: dict[str, Any], problem: str
+) -> None:
+    _break(good_recipe, problem)
+    path = write(tmp_path / "bad.yaml", good_recipe)
+    result = tl("run", str(path), cwd=tmp_path)
+    lines = assert_user_error(result, 1)
+    assert all(fragment in lines[0] for fragment in PROBLEMS[problem])
+    assert not Path(good_recipe["output_dir"]).exists()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_with_a_bad_override_exits_2_and_creates_nothing(
+    tmp_path: Path, good_recipe: dict[str, Any]
+) -> None:
+    path = write(tmp_path / "good.yaml", good_recipe)
+    result = tl("run", str(path), "strategy.plugin=nope", "train.epochs=0", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "train.epochs" in result.stderr
+    assert not Path(good_recipe["output_dir"]).exists()
+
+
+def test_run_missing_recipe_file(tmp_path: Path) -> None:
+    [line] = assert_user_error(tl("run", "nope.yaml", cwd=tmp_path), 1)
+    assert "nope.yaml" in line
+    assert not (tmp_path / "runs").exists()
