@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,55 @@ def image_overrides(out: Path, n_train: int = 64, n_eval: int = 32) -> list[str]
         "data.image_size=32", f"data.max_train_samples={n_train}", f"data.max_eval_samples={n_eval}",
         "backbone.model=resnet18", "backbone.pretrained=false", f"output_dir={out}",
     ]
+
+
+def predict_inputs(backbone: str, tmp_path: Path) -> list[str]:
+    if backbone == "bert":
+        lines = [ln.split("\t")[0] for ln in (SST2 / "dev.tsv").read_text().splitlines()[1:21]]
+        file = tmp_path / "sentences.txt"
+        file.write_text("\n".join(lines) + "\n")
+        return [str(file)]
+    return [str(p) for p in sorted((CIFAR10 / "test" / "cat").glob("*.jpg"))[:10]]
+
+
+def plain_predictions(
+    backbone: str, model_dir: Path, inputs: list[str], strategy: str, max_length: int = 128
+) -> list[str]:
+    """Labels predicted by the plain libraries, without tl_toolkit."""
+    import torch
+
+    lora = strategy == "lora"
+    if backbone == "bert":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        base_dir = model_dir / "base" if lora else model_dir
+        model = AutoModelForSequenceClassification.from_pretrained(base_dir)
+        if lora:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        texts = Path(inputs[0]).read_text().splitlines()
+        with torch.no_grad():
+            logits = model.eval()(**tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                                               return_tensors="pt")).logits
+        config = (model.get_base_model() if lora else model).config
+        return [config.id2label[i] for i in logits.argmax(-1).tolist()]
+
+    import timm
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    base_dir = model_dir / "base" if lora else model_dir
+    model = timm.create_model(f"local-dir:{base_dir}", pretrained=True)
+    if lora:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, model_dir)
+    base = model.get_base_model() if lora else model
+    transform = create_transform(**resolve_data_config({}, model=base))
+    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in inputs])
+    with torch.no_grad():
+        logits = model.eval()(batch)
+    names = json.loads((base_dir / "config.json").read_text())["label_names"]
+    return [names[i] for i in logits.argmax(-1).tolist()]

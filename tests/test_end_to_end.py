@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CIFAR10, SST2, image_overrides, run_tl, text_overrides
+from conftest import image_overrides, plain_predictions, predict_inputs, run_tl, text_overrides
 
 from tl_toolkit._registry import registry
 
@@ -45,56 +45,6 @@ def _overrides(backbone: str, tiny_bert_dir: Path, out: Path) -> list[str]:
     return text_overrides(tiny_bert_dir, out) if backbone == "bert" else image_overrides(out)
 
 
-def _inputs(backbone: str, tmp_path: Path) -> list[str]:
-    if backbone == "bert":
-        lines = [ln.split("\t")[0] for ln in (SST2 / "dev.tsv").read_text().splitlines()[1:21]]
-        file = tmp_path / "sentences.txt"
-        file.write_text("\n".join(lines) + "\n")
-        return [str(file)]
-    return [str(p) for p in sorted((CIFAR10 / "test" / "cat").glob("*.jpg"))[:10]]
-
-
-def _plain_predictions(backbone: str, model_dir: Path, inputs: list[str], strategy: str) -> list[str]:
-    """Labels predicted by the plain libraries, without tl_toolkit."""
-    import torch
-
-    lora = strategy == "lora"
-    if backbone == "bert":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        base_dir = model_dir / "base" if lora else model_dir
-        model = AutoModelForSequenceClassification.from_pretrained(base_dir)
-        if lora:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        texts = Path(inputs[0]).read_text().splitlines()
-        with torch.no_grad():
-            logits = model.eval()(**tokenizer(texts, padding=True, truncation=True, max_length=64,
-                                               return_tensors="pt")).logits
-        config = (model.get_base_model() if lora else model).config
-        return [config.id2label[i] for i in logits.argmax(-1).tolist()]
-
-    import timm
-    from PIL import Image
-    from timm.data import create_transform, resolve_data_config
-
-    base_dir = model_dir / "base" if lora else model_dir
-    model = timm.create_model(f"local-dir:{base_dir}", pretrained=True)
-    if lora:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, model_dir)
-    base = model.get_base_model() if lora else model
-    transform = create_transform(**resolve_data_config({}, model=base))
-    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in inputs])
-    with torch.no_grad():
-        logits = model.eval()(batch)
-    names = json.loads((base_dir / "config.json").read_text())["label_names"]
-    return [names[i] for i in logits.argmax(-1).tolist()]
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("backbone", BUILTIN_BACKBONES)
 def test_backbone_x_strategy(backbone: str, strategy: str, tmp_path: Path, tiny_bert_dir: Path) -> None:
@@ -119,13 +69,13 @@ def test_backbone_x_strategy(backbone: str, strategy: str, tmp_path: Path, tiny_
     assert (out / "learning_curves.png").stat().st_size > 10_000
     assert any((out / "checkpoints").iterdir())
 
-    inputs = _inputs(backbone, tmp_path)
+    inputs = predict_inputs(backbone, tmp_path)
     proc = run_tl("predict", out, *inputs)
     assert proc.returncode == 0, proc.stderr
     predicted = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(predicted) == (20 if backbone == "bert" else 10)
     assert all(0.0 < p["score"] <= 1.0 for p in predicted)
-    assert [p["label"] for p in predicted] == _plain_predictions(backbone, out / "model", inputs, strategy)
+    assert [p["label"] for p in predicted] == plain_predictions(backbone, out / "model", inputs, strategy, max_length=64)
 
 
 def test_head_only_freezes_backbone_and_keeps_batchnorm_in_eval(tmp_path: Path) -> None:

@@ -248,7 +248,7 @@ def test_wrong_type_names_the_key_and_the_value(
         minimal.setdefault(section, {})[key] = value
     dotted = f"{section}.{key}" if section else key
     [problem] = _problems(minimal)
-    assert problem.startswith(f"recipe: {dotted}:")
+    assert problem.startswith(f"recipe 'demo': {dotted}:")
     assert expected in problem
     assert repr(value) in problem
 
@@ -291,7 +291,7 @@ def test_all_problems_are_reported_at_once(minimal: dict[str, Any]) -> None:
     text = "\n".join(problems)
     for key in ("train.epoch", "train.mixed_precision", "train.batch_size", "backbone.model"):
         assert key in text
-    assert all(p.startswith("recipe: ") for p in problems)
+    assert all(p.startswith("recipe 'demo': ") for p in problems)
 
 
 def test_problems_from_a_file_name_the_file(tmp_path: Path, minimal: dict[str, Any]) -> None:

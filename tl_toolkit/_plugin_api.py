@@ -248,7 +248,11 @@ def check_plugin(kind: str, obj: Any) -> str | None:
         except (TypeError, ValueError):
             continue
         takes_var = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in have.values())
-        if not takes_var and not set(want) <= set(have):
+        extra_required = [
+            n for n, p in have.items()
+            if n not in want and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if extra_required or (not takes_var and not set(want) <= set(have)):
             return (
                 f"{obj.__qualname__}.{name}{inspect.signature(impl)} does not match the contract "
                 f"{base.__name__}.{name}{inspect.signature(member)}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._errors import RecipeError, suggest
 
@@ -100,6 +100,12 @@ class TrainConfig(_Section):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     log_every_steps: int = Field(10, ge=1)
     keep_checkpoints: int = Field(1, ge=1, description="epoch checkpoints kept for --resume")
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML reads an unquoted `no` as false; the contract's value is the string "no".
+        return "no" if value is False else value
 
 
 class Recipe(_Section):
@@ -204,20 +210,34 @@ def load_recipe(
     Raises:
         RecipeError: with every schema problem, one message per problem.
     """
+    data, origin = raw_recipe(source, overrides)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError([f"{origin}: {msg}" for msg in explain(e, data)]) from None
+
+
+def raw_recipe(
+    source: str | Path | dict[str, Any] | Recipe,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The recipe as a plain mapping, overrides applied, and a name for it in messages.
+
+    Raises:
+        RecipeError: the file cannot be read, or an override is malformed.
+    """
     if isinstance(source, Recipe):
         data = source.model_dump(mode="json")
         origin = f"recipe {source.name!r}"
     elif isinstance(source, dict):
-        data, origin = dict(source), "recipe"
+        data = dict(source)
+        origin = f"recipe {data['name']!r}" if isinstance(data.get("name"), str) else "recipe"
     else:
         data, origin = read_yaml(source), str(source)
     if overrides:
         extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
         data = apply_overrides(data, extra)
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as e:
-        raise RecipeError([f"{origin}: {msg}" for msg in _explain(e, data)]) from None
+    return data, origin
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
@@ -231,7 +251,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
+def explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
     messages = []
     for err in error.errors():
         loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)

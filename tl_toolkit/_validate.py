@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
 
 from ._data import check_data_paths
 from ._errors import RecipeError, UserError
-from ._recipe import Recipe, load_recipe
+from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
 
 __all__ = ["check_recipe", "validate"]
@@ -48,15 +51,42 @@ def _check_init_from(value: str) -> list[str]:
     return []
 
 
-def validate(source, overrides: list[str] | None = None) -> Recipe:
+def _check_sections(data: dict[str, Any]) -> list[str]:
+    """Plugin and file problems of the sections that pass the schema, when the whole recipe does not."""
+    problems: list[str] = []
+    for kind, key in (("backbone", "backbone"), ("strategy", "strategy")):
+        section = data.get(key)
+        if isinstance(section, dict) and isinstance(section.get("plugin"), str):
+            try:
+                plugin = registry.get(kind, section["plugin"])
+            except UserError as e:
+                problems.extend(f"{key}.plugin: {p}" for p in e.problems)
+            else:
+                if isinstance(section.get("options"), dict):
+                    problems.extend(plugin.option_problems(section["options"]))
+    try:
+        problems.extend(check_data_paths(DataConfig.model_validate(data.get("data"))))
+    except ValidationError:
+        pass  # already reported by the schema
+    return problems
+
+
+def validate(
+    source: str | Path | dict[str, Any] | Recipe, overrides: list[str] | dict[str, Any] | None = None
+) -> Recipe:
     """Load and check a recipe; raise with every problem at once.
 
     Raises:
-        RecipeError: schema problems, or plugin and file problems.
+        RecipeError: schema problems, plugin and file problems, all together.
     """
-    recipe = load_recipe(source, overrides)
+    data, origin = raw_recipe(source, overrides)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        problems = [f"{origin}: {msg}" for msg in explain(e, data)]
+        problems += [f"{origin}: {p}" for p in _check_sections(data)]
+        raise RecipeError(problems) from None
     problems = check_recipe(recipe)
     if problems:
-        origin = str(source) if isinstance(source, (str, Path)) else f"recipe {recipe.name!r}"
         raise RecipeError([f"{origin}: {p}" for p in problems])
     return recipe
