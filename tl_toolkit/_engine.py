@@ -50,7 +50,7 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
     Raises:
         UserError: the mixed-precision mode is not available on this machine.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState
 
     # Several runs in one process (baselines, tests, notebooks) may ask for
@@ -61,6 +61,8 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
             mixed_precision=recipe.train.mixed_precision,
             gradient_accumulation_steps=recipe.train.grad_accum_steps,
             step_scheduler_with_optimizer=True,
+            # The shuffle order of epoch N depends on (seed, N) only, so a resumed run sees the same batches.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.seed),
         )
     except (ValueError, RuntimeError) as e:
         raise UserError(
@@ -175,6 +177,7 @@ def fit(
     progress = _Progress(accelerator, quiet)
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
     for epoch in range(start_epoch, cfg.epochs):
+        train_loader.set_epoch(epoch)
         model.train()
         strategy.train_mode(accelerator.unwrap_model(model))
         started = time.perf_counter()

@@ -1,0 +1,267 @@
+"""The Python API: ``finetune`` with dict / Recipe / file recipes and keyword overrides,
+``predict``, ``load_model_dir``, and source -> target transfer with ``backbone.init_from``.
+
+Runs use a randomly initialised ResNet-18 on scikit-learn's 8x8 digits at 32 px:
+a few seconds each on a CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import tl_toolkit
+from tl_toolkit import BackboneConfig, DataConfig, Recipe, RecipeError, StrategyConfig, TrainConfig, UserError
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def image_recipe(out: Path, name: str = "api", **sections: dict[str, Any]) -> dict[str, Any]:
+    """A tiny image recipe as a dict; ``sections`` are merged into its sections."""
+    recipe: dict[str, Any] = {
+        "name": name,
+        "output_dir": str(out),
+        "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False, "options": {"hflip": 0.0}},
+        "data": {"format": "digits", "train": "train", "eval": "test", "image_size": 32,
+                 "max_train_samples": 64, "max_eval_samples": 32},
+        "train": {"epochs": 2, "batch_size": 16, "lr": 1.0e-3},
+    }
+    for key, values in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **values}
+    return copy.deepcopy(recipe)
+
+
+def eval_rows(out: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["kind"] == "eval"]
+
+
+def write_digit_pngs(folder: Path, digits: list[int]) -> list[Path]:
+    """8x8 digit images from scikit-learn, one PNG each, as a user would have them."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, d in enumerate(digits):
+        index = int(np.flatnonzero(bunch.target == d)[i])
+        path = folder / f"{i:02d}-digit{d}.png"
+        Image.fromarray(np.clip(bunch.images[index] * 16, 0, 255).astype("uint8"), mode="L").save(path)
+        paths.append(path)
+    return paths
+
+
+def assert_same_weights(a: dict[str, Any], b: dict[str, Any], keys: list[str]) -> None:
+    import torch
+
+    assert keys
+    for key in keys:
+        torch.testing.assert_close(a[key].cpu(), b[key].cpu(), rtol=0, atol=0, msg=f"{key} differs")
+
+
+# -- finetune -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["nested", "dunder", "dotted"])
+def test_finetune_dict_with_keyword_overrides(tmp_path: Path, style: str) -> None:
+    from torch import nn
+
+    out = tmp_path / "run"
+    recipe = image_recipe(out)  # 2 epochs; each override style brings it to 1
+    overrides: dict[str, Any] = {
+        "nested": {"train": {"epochs": 1}},
+        "dunder": {"train__epochs": 1},
+        "dotted": {"train.epochs": 1},
+    }[style]
+    result = tl_toolkit.finetune(recipe, quiet=True, **overrides)
+
+    assert result.output_dir == out
+    summary = json.loads((out / "summary.json").read_text())
+    assert result.summary == summary
+    assert result.metrics == summary["eval"]
+    assert set(result.metrics) >= {"accuracy", "f1_macro", "loss"}
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0 and result.metrics["loss"] > 0
+    assert summary["epochs"] == 1 and len(eval_rows(out)) == 1
+    resolved = yaml.safe_load((out / "recipe.yaml").read_text())
+    # The override is merged into the section: the other train keys stay.
+    assert resolved["train"]["epochs"] == 1 and resolved["train"]["batch_size"] == 16
+    assert resolved["train"]["lr"] == 1.0e-3
+    assert summary["num_train_examples"] == 64 and summary["num_eval_examples"] == 32
+    assert isinstance(result.model, nn.Module)
+    assert result.model.get_classifier().out_features == 10
+    assert result.label_names == DIGITS == summary["label_names"]
+    assert result.model_dir == out / "model" and (out / "model" / "model.safetensors").is_file()
+    assert recipe["train"]["epochs"] == 2  # the caller's dict is not modified
+
+
+def test_finetune_keyword_override_with_a_typo_is_a_recipe_error(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as err:
+        tl_toolkit.finetune(image_recipe(tmp_path / "run"), quiet=True, train__epoch=1)
+    assert "train.epoch" in str(err.value) and "Did you mean 'epochs'?" in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_finetune_recipe_built_in_code_and_its_yaml_reproduces_it(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    recipe = Recipe(
+        name="in-code",
+        output_dir=str(out),
+        backbone=BackboneConfig(plugin="resnet", model="resnet18", pretrained=False),
+        data=DataConfig(format="digits", train="train", eval="test", image_size=32,
+                        max_train_samples=64, max_eval_samples=32),
+        strategy=StrategyConfig(plugin="head-only"),
+        train=TrainConfig(epochs=1, batch_size=16, lr=1.0e-2),
+    )
+    result = tl_toolkit.finetune(recipe, quiet=True)
+    assert result.output_dir == out
+    assert result.summary["strategy"] == "head-only"
+    assert result.summary["trainable_params"] == 512 * 10 + 10  # only the fc head trains
+    assert tl_toolkit.load_recipe(out / "recipe.yaml") == recipe
+
+    # The written recipe.yaml, run again from its path, gives the same run.
+    again = tl_toolkit.finetune(out / "recipe.yaml", quiet=True, overwrite=True)
+    assert again.metrics == pytest.approx(result.metrics, rel=1e-5)
+
+
+def test_finished_output_dir_needs_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data={"max_train_samples": 32}), quiet=True)
+    assert first.summary["num_train_examples"] == 32
+    before = (out / "summary.json").read_text()
+
+    with pytest.raises(UserError) as err:
+        tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}), quiet=True)
+    assert "--overwrite" in str(err.value) and str(out) in str(err.value)
+    assert (out / "summary.json").read_text() == before  # nothing was touched
+
+    second = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}), quiet=True, overwrite=True)
+    assert second.summary["num_train_examples"] == 64
+    assert json.loads((out / "summary.json").read_text()) == second.summary
+    assert len(eval_rows(out)) == 1  # the old run's metrics were replaced, not appended to
+    assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["max_train_samples"] == 64
+
+
+# -- a finished source run: predict, load_model_dir, transfer --------------------------------
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory: pytest.TempPathFactory) -> tl_toolkit.FinetuneResult:
+    """A finished run on digits 0-4."""
+    out = tmp_path_factory.mktemp("source") / "run"
+    recipe = image_recipe(out, name="source", data={"classes": [0, 1, 2, 3, 4]},
+                          train={"epochs": 1, "lr": 1.0e-2})
+    return tl_toolkit.finetune(recipe, quiet=True)
+
+
+def test_load_model_dir(source_run: tl_toolkit.FinetuneResult) -> None:
+    for where in (source_run.output_dir, source_run.output_dir / "model"):
+        loaded = tl_toolkit.load_model_dir(where)
+        assert loaded.label_names == ["0", "1", "2", "3", "4"] == source_run.label_names
+        assert loaded.backbone.modality == "image"
+        assert loaded.meta["backbone"]["plugin"] == "resnet"
+        assert not loaded.model.training
+        assert loaded.model.get_classifier().out_features == 5
+        trained = source_run.model.state_dict()
+        assert_same_weights(loaded.model.state_dict(), trained, list(trained))
+
+
+def test_load_model_dir_of_a_non_run(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a finished run"):
+        tl_toolkit.load_model_dir(tmp_path)
+
+
+def test_predict_images(source_run: tl_toolkit.FinetuneResult, tmp_path: Path) -> None:
+    import torch
+
+    paths = write_digit_pngs(tmp_path / "images", [0, 1, 2, 3, 4, 3, 2])
+    predictions = tl_toolkit.predict(source_run.output_dir, [str(p) for p in paths])
+    assert len(predictions) == len(paths)
+    assert [p["input"] for p in predictions] == [str(p) for p in paths]
+    for p in predictions:
+        assert p["label"] in source_run.label_names
+        assert 0.2 <= p["score"] <= 1.0  # the top of 5 softmax probabilities
+        assert "top_k" not in p
+
+    # The same labels as the loaded model on the run's eval transform.
+    loaded = tl_toolkit.load_model_dir(source_run.output_dir)
+    from PIL import Image
+
+    batch = torch.stack([loaded.backbone.eval_transform(Image.open(p).convert("RGB")) for p in paths])
+    with torch.no_grad():
+        probs = loaded.model(batch).softmax(-1)
+    assert [p["label"] for p in predictions] == [loaded.label_names[i] for i in probs.argmax(-1).tolist()]
+    assert [p["score"] for p in predictions] == pytest.approx(probs.max(-1).values.tolist(), abs=1e-5)
+
+    # A folder of images, and the top k labels.
+    top = tl_toolkit.predict(source_run.output_dir, [tmp_path / "images"], top_k=3)
+    assert [p["label"] for p in top] == [p["label"] for p in predictions]
+    for p in top:
+        assert len(p["top_k"]) == 3 and p["top_k"][0]["label"] == p["label"]
+        scores = [k["score"] for k in p["top_k"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_predict_missing_input(source_run: tl_toolkit.FinetuneResult, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no such image"):
+        tl_toolkit.predict(source_run.output_dir, [tmp_path / "absent.png"])
+
+
+def test_transfer_init_from_a_source_run(source_run: tl_toolkit.FinetuneResult, tmp_path: Path) -> None:
+    out = tmp_path / "target"
+    target = tl_toolkit.finetune(
+        image_recipe(out, name="target", backbone={"init_from": str(source_run.output_dir)},
+                     data={"classes": [5, 6, 7, 8, 9]}, strategy={"plugin": "head-only"},
+                     train={"epochs": 1, "lr": 1.0e-2}),
+        quiet=True,
+    )
+    assert target.label_names == ["5", "6", "7", "8", "9"]
+    assert target.model.get_classifier().out_features == 5
+    assert target.summary["source"] == str(source_run.output_dir / "model")
+    assert target.summary["trainable_params"] == 512 * 5 + 5
+
+    # Head-only keeps the body as it was built: the source run's fine-tuned weights and BN statistics.
+    source = tl_toolkit.load_model_dir(source_run.output_dir).model.state_dict()
+    after = target.model.state_dict()
+    body = [k for k in source if not k.startswith("fc.")]
+    assert any(k.endswith("running_mean") for k in body)
+    assert_same_weights(after, source, body)
+    assert after["fc.weight"].shape == (5, 512)
+
+    # The saved target loads with its own labels.
+    assert tl_toolkit.load_model_dir(out).label_names == ["5", "6", "7", "8", "9"]
+
+
+def test_init_from_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
+    (tmp_path / "not-a-run").mkdir()
+    (tmp_path / "not-a-run" / "notes.txt").write_text("hello\n")
+    for value in (tmp_path / "not-a-run", tmp_path / "absent"):
+        with pytest.raises(UserError) as err:
+            tl_toolkit.finetune(image_recipe(tmp_path / "run", backbone={"init_from": str(value)}), quiet=True)
+        assert "backbone.init_from" in str(err.value) and str(value) in str(err.value)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_init_from_a_run_of_another_backbone(
+    source_run: tl_toolkit.FinetuneResult, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"good movie {i},1\nbad movie {i},0\n" for i in range(8)))
+    recipe = {
+        "name": "text-from-image",
+        "output_dir": str(tmp_path / "run"),
+        "backbone": {"plugin": "bert", "model": str(tiny_bert_dir), "init_from": str(source_run.output_dir)},
+        "data": {"format": "csv", "train": str(train), "eval": str(train)},
+        "train": {"epochs": 1, "batch_size": 8},
+    }
+    with pytest.raises(UserError) as err:
+        tl_toolkit.finetune(recipe, quiet=True)
+    message = str(err.value)
+    assert message.startswith("backbone.init_from") and "'resnet'" in message and "'bert'" in message
+    assert not (tmp_path / "run" / "summary.json").exists()
