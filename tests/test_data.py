@@ -230,7 +230,6 @@ def test_imagefolder(image_dirs: tuple[Path, Path], caplog: pytest.LogCaptureFix
 
 def test_imagefolder_grayscale_becomes_rgb_tensor(image_dirs: tuple[Path, Path]) -> None:
     from plugins.resnet import ResNetBackbone
-
     from tl_toolkit import BackboneConfig, Task
 
     train, test = image_dirs

@@ -51,6 +51,7 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
         UserError: the mixed-precision mode is not available on this machine.
     """
     from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import GradientAccumulationPlugin
     from accelerate.state import AcceleratorState
 
     # Several runs in one process (baselines, tests, notebooks) may ask for
@@ -59,7 +60,9 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
     try:
         return Accelerator(
             mixed_precision=recipe.train.mixed_precision,
-            gradient_accumulation_steps=recipe.train.grad_accum_steps,
+            # A plugin, not the plain argument: `accelerate launch` exports its own default
+            # accumulation to the environment, and the recipe must win over it.
+            gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=recipe.train.grad_accum_steps),
             step_scheduler_with_optimizer=True,
             # The shuffle order of epoch N depends on (seed, N) only, so a resumed run sees the same batches.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.seed),
@@ -235,9 +238,11 @@ def _save_checkpoint(
 ) -> None:
     final = root / f"epoch-{epoch}"
     tmp = root / f".epoch-{epoch}.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()  # every process writes its RNG state into tmp
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
         state = {"epoch": epoch, "step": step, "history": history, "train_seconds": train_seconds}

@@ -160,6 +160,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         f"{recipe.name}: {backbone.describe()} + {recipe.strategy.plugin}, {len(data.train)} train / "
         f"{len(data.eval)} eval examples, {task.num_labels} labels, "
         f"{trainable_params:,} of {total_params:,} parameters train"
+        + (f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else "")
     ) if not quiet else None
     result = fit(recipe, backbone, strategy, model, train_ds, eval_ds, out, accelerator, resume, quiet)
 
