@@ -83,14 +83,16 @@ class ResNetBackbone(Backbone):
         own = model.state_dict()
         # The file's head was trained for other labels: it is dropped, a fresh head is fitted.
         state = {k: v for k, v in state.items() if not k.startswith(f"{head}.")}
-        missing = [k for k in own if k not in state and not k.startswith(f"{head}.")]
-        unexpected = [k for k in state if k not in own]
-        shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-                  if k in own and v.shape != own[k].shape]
+        missing = _weights_first([k for k in own if k not in state and not k.startswith(f"{head}.")])
+        unexpected = _weights_first([k for k in state if k not in own])
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                  for k in _weights_first([k for k in state if k in own and state[k].shape != own[k].shape])]
         if missing or unexpected or shapes:
+            parts = [f"{len(keys)} {what}, e.g. {keys[:4]}" for what, keys in
+                     (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)) if keys]
             raise UserError(
-                f"backbone.weights: {path} does not fit {self.config.model!r}: "
-                f"missing {missing[:5]}, unexpected {unexpected[:5]}, shape mismatches {shapes[:5]}"
+                f"backbone.weights: {path} does not fit {self.config.model!r}: {'; '.join(parts)}. "
+                f"Is it a checkpoint of another architecture?"
             )
         model.load_state_dict(state, strict=False)
 
@@ -170,3 +172,8 @@ class ResNetBackbone(Backbone):
         model = timm.create_model(f"local-dir:{directory}", pretrained=True)
         self._setup_transforms(model)
         return model
+
+
+def _weights_first(keys: list[str]) -> list[str]:
+    """Sorted keys, weights before buffers such as running statistics."""
+    return sorted(keys, key=lambda k: (k.endswith(("running_mean", "running_var", "num_batches_tracked")), k))

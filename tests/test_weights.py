@@ -118,7 +118,15 @@ def test_weights_of_another_architecture_cli(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "backbone.weights" in proc.stderr and str(weights) in proc.stderr
-    assert "unexpected" in proc.stderr and "layer1.2.conv1.weight" in proc.stderr  # resnet34 has 3 blocks
+    assert "missing" not in proc.stderr and "another shape" not in proc.stderr
+    # resnet34's stages have 3, 4, 6, 3 blocks, resnet18's 2 each: the extra blocks' tensors are listed,
+    # weights first, with their count.
+    unexpected = proc.stderr.split("unexpected, e.g. [", 1)[1].split("]", 1)[0]
+    assert "'layer1.2.bn1.bias'" in unexpected and "running_mean" not in unexpected
+    count = int(proc.stderr.split(" unexpected, e.g.", 1)[0].rsplit(" ", 1)[1])
+    assert count == sum(1 for k in random_resnet_state("resnet34", seed=0)
+                        if k.startswith(("layer1.2.", "layer2.2.", "layer2.3.", "layer3.2.", "layer3.3.",
+                                         "layer3.4.", "layer3.5.", "layer4.2.")))
     assert not (out / "summary.json").exists()
 
 
@@ -128,8 +136,8 @@ def test_weights_with_mismatched_shapes(tmp_path: Path) -> None:
         tl_toolkit.finetune(weights_recipe(tmp_path / "run", weights), quiet=True)
     message = str(err.value)
     assert message.startswith("backbone.weights:") and "'resnet18'" in message
-    assert "shape mismatches" in message and "layer1.0.conv1.weight (64, 64, 1, 1) vs (64, 64, 3, 3)" in message
-    assert "missing" in message and "unexpected" in message and "layer1.0.conv3.weight" in message
+    assert "with another shape" in message and "layer1.0.conv1.weight (64, 64, 1, 1) vs (64, 64, 3, 3)" in message
+    assert "unexpected" in message and "layer1.0.conv3.weight" in message  # resnet50 has all of resnet18's keys
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors", ".bin"])
@@ -218,7 +226,7 @@ def test_read_state_dict_never_runs_pickled_code(tmp_path: Path) -> None:
     path = tmp_path / "exploit.pth"
     torch.save({"w": torch.zeros(2), "extra": Exploit(marker)}, path)
     assert not marker.exists()
-    with pytest.raises(UserError, match="backbone.weights"):
+    with pytest.raises(UserError, match=r"backbone\.weights"):
         read_state_dict(path)
     assert not marker.exists(), "reading the weights file ran the code pickled in it"
     # The file does carry code: a plain, unsafe torch.load runs it.

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import PluginError, RecipeError, UserError
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
-from ._weights import read_state_dict
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+from ._weights import read_state_dict
 
 if TYPE_CHECKING:
     from ._pipeline import FinetuneResult, finetune, load_model_dir

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ._errors import UserError
+from ._quiet import quiet_libraries
 
 __all__ = ["main"]
 
@@ -91,29 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _quiet_libraries(quiet: bool) -> None:
-    """Keep the libraries' own chatter (load reports, deprecation notes, save bars) out of the run's output."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    for module in ("transformers", "peft", "timm", "accelerate", "torch"):
-        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
-    if quiet or not sys.stderr.isatty():
-        datasets.disable_progress_bars()
-        transformers.logging.disable_progress_bar()
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._pipeline import finetune
     from ._validate import validate
 
     recipe = validate(args.recipe, args.overrides)  # every recipe problem before anything heavy loads
-    _quiet_libraries(args.quiet)
+    quiet_libraries(args.quiet)
     finetune(recipe, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     return 0
 
@@ -156,7 +139,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    _quiet_libraries(True)
+    quiet_libraries(True)
     from ._predict import predict
 
     if args.top_k < 1:
@@ -172,7 +155,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    _quiet_libraries(True)
+    quiet_libraries(True)
     from ._evaluate import evaluate_run
 
     metrics = evaluate_run(args.run_dir, args.overrides, batch_size=args.batch_size)

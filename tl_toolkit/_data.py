@@ -72,7 +72,6 @@ def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
     if evals is not None:
         evals = _checked(evals, data, input_columns, "eval")
 
-    import datasets
 
     train = _with_string_labels(train, data.label_column, "train", data.train)
     if evals is not None:
@@ -93,18 +92,7 @@ def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
     else:
         label_names = _sorted_labels(train.unique("_label"))
     if evals is None:
-        features = train.features.copy()
-        features["_label"] = datasets.ClassLabel(names=label_names)
-        split = train.cast(features).train_test_split(
-            test_size=data.eval_fraction, seed=seed, stratify_by_column="_label"
-        )
-        names = split["train"].features["_label"].names
-        train, evals = (
-            s.cast_column("_label", datasets.Value("string")).map(
-                lambda b: {"_label": [names[i] for i in b["_label"]]}, batched=True
-            )
-            for s in (split["train"], split["test"])
-        )
+        train, evals = _hold_out(train, data.eval_fraction, seed)
     unseen = sorted(set(evals.unique("_label")) - set(label_names))
     if unseen:
         raise UserError(
@@ -139,6 +127,30 @@ def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
     if len(evals) == 0:
         raise UserError(f"data.eval: no evaluation examples in {data.eval!r}")
     return TaskData(train=train, eval=evals, label_names=label_names, input_columns=input_columns)
+
+
+def _hold_out(ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Split off ``fraction`` of each class as eval data: every class lands in both splits."""
+    import numpy as np
+
+    labels = np.array(ds["_label"])
+    rng = np.random.default_rng(seed)
+    train_idx, eval_idx, rare = [], [], []
+    for label in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == label)
+        if len(idx) < 2:
+            rare.append(label)
+            continue
+        rng.shuffle(idx)
+        n_eval = min(max(1, round(fraction * len(idx))), len(idx) - 1)
+        eval_idx.extend(idx[:n_eval].tolist())
+        train_idx.extend(idx[n_eval:].tolist())
+    if rare:
+        raise UserError(
+            f"data.eval: classes {rare[:10]} have a single training example, too few to hold one out for "
+            f"evaluation; give data.eval, add examples, or leave them out with data.classes"
+        )
+    return ds.select(sorted(train_idx)), ds.select(sorted(eval_idx))
 
 
 def _input_columns(data: DataConfig, modality: str) -> list[str]:
@@ -298,7 +310,7 @@ def _load_digits(data: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset |
         np.arange(len(pixels)), test_size=0.25, random_state=0, stratify=bunch.target
     )
     splits = {"train": idx_train, "test": idx_test}
-    out = []
+    out: list[datasets.Dataset | None] = []
     for key in ("train", "eval"):
         split = getattr(data, key) or ("train" if key == "train" else None)
         if split is None:

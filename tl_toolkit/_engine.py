@@ -21,7 +21,6 @@ from ._errors import UserError
 
 if TYPE_CHECKING:
     import datasets
-    import torch
     from accelerate import Accelerator
     from torch import nn
 
@@ -51,8 +50,8 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
         UserError: the mixed-precision mode is not available on this machine.
     """
     from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.utils import GradientAccumulationPlugin
     from accelerate.state import AcceleratorState
+    from accelerate.utils import GradientAccumulationPlugin
 
     # Several runs in one process (baselines, tests, notebooks) may ask for
     # different precisions: forget the previous run's state, keep the process group.

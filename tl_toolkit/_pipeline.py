@@ -90,6 +90,9 @@ def finetune(
         RecipeError: the recipe does not validate (every problem listed).
         UserError: a data, model or output-directory problem.
     """
+    from ._quiet import quiet_libraries
+
+    quiet_libraries(quiet)
     if kwargs:
         base = load_recipe(recipe, overrides)
         recipe, overrides = load_recipe(base, _overrides_from_kwargs(kwargs)), None
@@ -128,8 +131,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
 
     out = Path(recipe.output_dir or f"runs/{recipe.name}")
     if resume and (out / "summary.json").is_file() and (out / "model").is_dir() and not overwrite:
-        summary = json.loads((out / "summary.json").read_text())
-        return FinetuneResult(out, summary["eval"], summary, None, summary.get("label_names", []))
+        done = json.loads((out / "summary.json").read_text())
+        return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
     accelerator = make_accelerator(recipe)
@@ -156,12 +159,13 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         train_ds = backbone.preprocess(data.train, train=True)
         eval_ds = backbone.preprocess(data.eval, train=False)
 
-    accelerator.print(
-        f"{recipe.name}: {backbone.describe()} + {recipe.strategy.plugin}, {len(data.train)} train / "
-        f"{len(data.eval)} eval examples, {task.num_labels} labels, "
-        f"{trainable_params:,} of {total_params:,} parameters train"
-        + (f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else "")
-    ) if not quiet else None
+    if not quiet:
+        processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
+        accelerator.print(
+            f"{recipe.name}: {backbone.describe()} + {recipe.strategy.plugin}, {len(data.train)} train / "
+            f"{len(data.eval)} eval examples, {task.num_labels} labels, "
+            f"{trainable_params:,} of {total_params:,} parameters train{processes}"
+        )
     result = fit(recipe, backbone, strategy, model, train_ds, eval_ds, out, accelerator, resume, quiet)
 
     summary: dict[str, Any] = {

@@ -169,7 +169,7 @@ class Strategy(ABC):
     def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
         """Decide what trains: freeze parameters, wrap the model (peft), ...; return the model to train."""
 
-    def train_mode(self, model: nn.Module) -> None:
+    def train_mode(self, model: nn.Module) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called after ``model.train()`` at each epoch: e.g. keep frozen BatchNorm in eval mode."""
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -178,7 +178,8 @@ class Strategy(ABC):
         The default applies weight decay to weight matrices and kernels, not
         to biases and normalisation parameters.
         """
-        decay, no_decay = [], []
+        decay: list[Any] = []
+        no_decay: list[Any] = []
         for _, param in model.named_parameters():
             if not param.requires_grad:
                 continue

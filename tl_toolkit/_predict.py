@@ -48,8 +48,11 @@ def read_inputs(paths: Sequence[str | Path], loaded: LoadedModel, column: str | 
         ds = datasets.Dataset.from_dict({data.image_column: [str(f) for f in files]})
         return ds.cast_column(data.image_column, datasets.Image()), [str(f) for f in files]
 
-    text_col = column or data.text_column
-    columns = [text_col] + ([data.text_pair_column] if data.text_pair_column and not column else [])
+    text_col = data.text_column
+    columns = [text_col] + ([data.text_pair_column] if data.text_pair_column else [])
+    # Where each model column is read from in a table file: --column renames the text column.
+    sources = {text_col: column or text_col, **({data.text_pair_column: data.text_pair_column}
+                                                 if data.text_pair_column else {})}
     rows: dict[str, list[Any]] = {c: [] for c in columns}
     for raw in paths:
         path = Path(raw)
@@ -66,10 +69,11 @@ def read_inputs(paths: Sequence[str | Path], loaded: LoadedModel, column: str | 
         kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
         table = datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
         for c in columns:
-            if c not in table.column_names:
-                raise UserError(f"{raw}: no column {c!r} (columns: {', '.join(table.column_names)}); "
-                                f"choose one with --column")
-            rows[c].extend("" if v is None else str(v) for v in table[c])
+            src = sources[c]
+            if src not in table.column_names:
+                raise UserError(f"{raw}: no column {src!r} (columns: {', '.join(table.column_names)}); "
+                                f"choose the text column with --column")
+            rows[c].extend("" if v is None else str(v) for v in table[src])
     ds = datasets.Dataset.from_dict(rows)
     return ds, list(rows[text_col])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +34,31 @@ def check_recipe(recipe: Recipe) -> list[str]:
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
-        problems.extend(_check_init_from(recipe.backbone.init_from))
+        problems.extend(_check_init_from(recipe.backbone.init_from, recipe.backbone.plugin))
     return problems
 
 
-def _check_init_from(value: str) -> list[str]:
+def _check_init_from(value: str, plugin: str) -> list[str]:
     path = Path(value)
     if path.suffix in (".yaml", ".yml"):
         try:
             source = load_recipe(path)
         except RecipeError as e:
             return [f"backbone.init_from: source recipe {value!r} is invalid: {p}" for p in e.problems]
-        return [f"backbone.init_from -> {p}" for p in check_recipe(source)]
-    if not path.exists():
-        return [f"backbone.init_from: {value!r} not found; give a finished run's directory or a source recipe"]
-    if not ((path / "model" / "tl_toolkit.json").is_file() or (path / "tl_toolkit.json").is_file()):
-        return [f"backbone.init_from: {value!r} holds no finished run (no model/tl_toolkit.json); finish that run first"]
-    return []
+        problems = [f"backbone.init_from -> {p}" for p in check_recipe(source)]
+        source_plugin = source.backbone.plugin
+    else:
+        meta = next((m for m in (path / "model" / "tl_toolkit.json", path / "tl_toolkit.json") if m.is_file()), None)
+        if not path.exists():
+            return [f"backbone.init_from: {value!r} not found; give a finished run's directory or a source recipe"]
+        if meta is None:
+            return [f"backbone.init_from: {value!r} holds no finished run (no model/tl_toolkit.json); "
+                    f"finish that run first"]
+        problems, source_plugin = [], json.loads(meta.read_text())["backbone"]["plugin"]
+    if source_plugin != plugin:
+        problems.append(f"backbone.init_from: the source uses backbone {source_plugin!r}, this recipe "
+                        f"{plugin!r}; a transfer keeps the architecture, so they must match")
+    return problems
 
 
 def _check_sections(data: dict[str, Any]) -> list[str]:
@@ -64,10 +74,8 @@ def _check_sections(data: dict[str, Any]) -> list[str]:
             else:
                 if isinstance(section.get("options"), dict):
                     problems.extend(plugin.option_problems(section["options"]))
-    try:
+    with contextlib.suppress(ValidationError):  # an invalid data section is reported by the schema
         problems.extend(check_data_paths(DataConfig.model_validate(data.get("data"))))
-    except ValidationError:
-        pass  # already reported by the schema
     return problems
 
 
