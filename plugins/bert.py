@@ -89,7 +89,10 @@ class BertBackbone(Backbone):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         if source is not None:
-            self._load_tokenizer(str(source.directory))
+            if isinstance(source.backbone, BertBackbone):
+                self.tokenizer = source.backbone.tokenizer
+            else:
+                self._load_tokenizer(str(source.directory))
             return self._with_fresh_head(source.model, task)
         path = resolve_model(self.config.model)
         label_kwargs = {"num_labels": task.num_labels, "id2label": task.id2label, "label2id": task.label2id}

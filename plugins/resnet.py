@@ -55,6 +55,9 @@ class ResNetBackbone(Backbone):
         if source is not None:
             model = source.model
             model.reset_classifier(task.num_labels)
+            # The source's label facts describe its head, which is gone.
+            model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items()
+                                    if k not in ("label_names", "label_descriptions", "label_offset")}
         else:
             if not timm.is_model(self.config.model):
                 from tl_toolkit._errors import suggest

@@ -166,6 +166,9 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             f"{len(data.eval)} eval examples, {task.num_labels} labels, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
+    # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
+    # and augmentation must not depend on whether the source run was trained in this process.
+    set_seed(recipe.seed)
     result = fit(recipe, backbone, strategy, model, train_ds, eval_ds, out, accelerator, resume, quiet)
 
     summary: dict[str, Any] = {
@@ -311,4 +314,5 @@ def _load_source(model_dir: Path, recipe: Recipe) -> SourceModel:
             f"backbone.init_from: the source run used backbone {loaded.meta['backbone']['plugin']!r}, "
             f"this recipe uses {recipe.backbone.plugin!r}; they must match"
         )
-    return SourceModel(model=loaded.model, directory=model_dir, label_names=loaded.label_names)
+    return SourceModel(model=loaded.model, directory=model_dir, label_names=loaded.label_names,
+                       backbone=loaded.backbone)

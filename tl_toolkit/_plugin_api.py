@@ -13,9 +13,9 @@ What the engine calls, in order::
 
     backbone = BackbonePlugin(recipe.backbone, recipe.data)
     model = backbone.build(task, source)          # fresh head; `source` for init_from
-    train = backbone.preprocess(train_ds, train=True)
     model = strategy.apply(model, backbone)       # freeze / wrap
-    groups = strategy.parameter_groups(model, lr, weight_decay)
+    train = backbone.preprocess(train_ds, train=True)
+    groups = strategy.parameter_groups(model, weight_decay)
     each epoch: model.train(); strategy.train_mode(model)
         logits = backbone.forward(model, batch)
         loss = cross_entropy(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
@@ -69,8 +69,9 @@ class SourceModel:
     """A finished run's model used as the starting point of a transfer (``backbone.init_from``)."""
 
     model: nn.Module  # the source model as a plain module (adapters merged), head still the source's
-    directory: Path  # the source run's ``model/`` directory (tokenizer, configs)
+    directory: Path  # the source run's ``model/`` directory
     label_names: list[str] = field(default_factory=list)  # the source task's labels
+    backbone: Backbone | None = None  # the source's backbone, loaded: its preprocessing (tokenizer) is set up
 
 
 class Backbone(ABC):
