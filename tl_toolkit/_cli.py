@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered plugins", description="List every registered plugin, "
                        "the distribution that provides it, and plugins that failed to load.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--verbose", metavar="NAME", help="also print this plugin's options, defaults and descriptions")
+
+    p = sub.add_parser("new-plugin", help="write a ready-to-install plugin package",
+                       description="Write a plugin package NAME/ (pyproject with the entry point, the module, "
+                       "a test) that `pip install -e NAME` registers.")
+    p.add_argument("name", help="the plugin's name in recipes, e.g. myaug")
+    p.add_argument("--kind", choices=["strategy", "backbone"], required=True)
+    p.add_argument("--output", default=".", help="folder to create the package in (default: here)")
 
     p = sub.add_parser("predict", help="predict with a finished run",
                        description="Predict labels; prints one JSON object a line with input, label and score.")
@@ -130,12 +138,51 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(f"  {info.name:<{width}}  {info.dist} {info.version}{desc}")
         if not ok:
             print("  (none)")
+    if args.verbose:
+        chosen = [i for i in infos if i.name == args.verbose]
+        if not chosen:
+            from ._errors import suggest
+
+            raise UserError(f"--verbose: no plugin named {args.verbose!r}."
+                            f"{suggest(args.verbose, [i.name for i in infos])}")
+        for info in chosen:
+            print(f"\n{info.kind} {info.name} ({info.dist} {info.version}, {info.value})")
+            doc = (getattr(info.obj, "__doc__", None) or "").strip()
+            if doc:
+                print("  " + doc.splitlines()[0])
+            if not info.error:
+                _print_options(info)
     failed = [i for i in infos if i.error]
     if failed:
         print("failed plugins:")
         for info in failed:
             print(f"  {info.kind} {info.name} ({info.dist} {info.version}): {info.error}")
     return 0
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._scaffold import new_plugin
+
+    root = new_plugin(args.name, args.kind, Path(args.output))
+    print(f"wrote {root}/: pip install -e {root} && pytest {root}/tests, then `tl list` shows {args.name!r}")
+    return 0
+
+
+def _print_options(info: Any) -> None:
+    model = getattr(info.obj, "options_model", None)
+    key = "strategy.options" if info.kind == "strategy" else "backbone.options"
+    if model is None:
+        print(f"  {key}: not declared (any mapping is accepted)")
+        return
+    print(f"  {key}:")
+    for field_name, field in model.model_fields.items():
+        default = "required" if field.is_required() else f"default {field.get_default(call_default_factory=True)!r}"
+        desc = f"  {field.description}" if field.description else ""
+        ann = field.annotation
+        kind = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+        print(f"    {field_name}: {kind} ({default}){desc}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -169,4 +216,5 @@ _COMMANDS: dict[str, Any] = {
     "list": _cmd_list,
     "predict": _cmd_predict,
     "eval": _cmd_eval,
+    "new-plugin": _cmd_new_plugin,
 }
