@@ -8,10 +8,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 STAMP="$VENV/.tl_toolkit-installed"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/plugins/tl-bitfit/pyproject.toml" -nt "$STAMP" ]; then
   echo "[tl_toolkit] installing tl_toolkit and its dependencies into $VENV (first time: a few minutes)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+  # The example third-party plugin: its own distribution, found only through its entry point.
+  "$VENV/bin/python" -m pip install --quiet --no-deps -e "$ROOT/plugins/tl-bitfit"
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
