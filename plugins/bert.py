@@ -158,7 +158,9 @@ class BertBackbone(Backbone):
         return model(**inputs).logits
 
     def head_names(self, model: nn.Module) -> list[str]:
-        return [name for name in _HEAD_ATTRS if isinstance(getattr(model, name, None), _module_type())]
+        from torch import nn
+
+        return [name for name in _HEAD_ATTRS if isinstance(getattr(model, name, None), nn.Module)]
 
     def lora_targets(self, model: nn.Module) -> list[str]:
         names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
@@ -180,10 +182,4 @@ class BertBackbone(Backbone):
 
         self._load_tokenizer(str(directory))
         return AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=self._remote_code)
-
-
-def _module_type() -> type:
-    from torch import nn
-
-    return nn.Module
 

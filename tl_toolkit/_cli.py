@@ -101,11 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._pipeline import finetune
-    from ._validate import validate
 
-    recipe = validate(args.recipe, args.overrides)  # every recipe problem before anything heavy loads
-    quiet_libraries(args.quiet)
-    finetune(recipe, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    finetune(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     return 0
 
 

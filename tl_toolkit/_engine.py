@@ -90,10 +90,8 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     )
 
 
-def evaluate(
-    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator
-) -> tuple[dict[str, float], list[int], list[int]]:
-    """Loss, accuracy and macro-F1 of ``model`` over ``loader``; also the predictions and labels."""
+def evaluate(model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of ``model`` over ``loader``."""
     import torch
     import torch.nn.functional as F
 
@@ -110,11 +108,9 @@ def evaluate(
             preds.append(logits.argmax(-1).cpu())
             labels.append(batch_labels.cpu())
             losses.append(loss.cpu())
-    y_pred = torch.cat(preds).tolist()
-    y_true = torch.cat(labels).tolist()
-    metrics = classification_metrics(y_true, y_pred)
+    metrics = classification_metrics(torch.cat(labels).tolist(), torch.cat(preds).tolist())
     metrics["loss"] = float(torch.cat(losses).mean())
-    return metrics, y_true, y_pred
+    return metrics
 
 
 def fit(
@@ -214,13 +210,13 @@ def fit(
                          "train_loss": running / seen, "lr": scheduler.get_last_lr()[0]})
                     running, seen = 0.0, 0
         train_seconds += time.perf_counter() - started
-        eval_metrics, _, _ = evaluate(model, eval_loader, backbone, accelerator)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator)
         log({"kind": "eval", "step": step, "epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1),
              "eval": eval_metrics})
         progress.finish(eval_metrics, epoch_loss / max(epoch_batches, 1))
         _save_checkpoint(accelerator, ckpt_root, epoch + 1, step, history, train_seconds, cfg.keep_checkpoints)
     if not eval_metrics:  # resumed a run whose every epoch was done
-        eval_metrics, _, _ = evaluate(model, eval_loader, backbone, accelerator)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator)
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, history, train_seconds, accelerator)
 
@@ -264,7 +260,7 @@ class _Progress:
         self._bar: Any = None
 
     def start(self, epoch: int, epochs: int, batches: int) -> None:
-        self.epoch, self.epochs, self.t0, self.n, self.last_loss = epoch, epochs, time.perf_counter(), 0, 0.0
+        self.epoch, self.epochs, self.t0 = epoch, epochs, time.perf_counter()
         if self.live:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -277,8 +273,6 @@ class _Progress:
             self._task = self._bar.add_task("train", total=batches, loss=0.0, lr=0.0)
 
     def advance(self, loss: float, lr: float) -> None:
-        self.n += 1
-        self.last_loss = loss
         if self._bar is not None:
             self._bar.update(self._task, advance=1, loss=loss, lr=lr)
 

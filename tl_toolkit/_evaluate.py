@@ -40,7 +40,7 @@ def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None, batch_
     eval_ds = loaded.backbone.preprocess(data.eval, train=False)
     loader = DataLoader(eval_ds, batch_size=batch_size, collate_fn=loaded.backbone.collate)
     model, loader = accelerator.prepare(loaded.model, loader)
-    metrics, _, _ = evaluate(model, loader, loaded.backbone, accelerator)
+    metrics = evaluate(model, loader, loaded.backbone, accelerator)
     result = {"eval": metrics, "num_eval_examples": len(data.eval), "data": recipe.data.eval or "held-out split"}
     if accelerator.is_main_process:
         (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -92,11 +92,11 @@ def finetune(
     """
     from ._quiet import quiet_libraries
 
-    quiet_libraries(quiet)
     if kwargs:
         base = load_recipe(recipe, overrides)
         recipe, overrides = load_recipe(base, _overrides_from_kwargs(kwargs)), None
-    recipe = validate(recipe, overrides)
+    recipe = validate(recipe, overrides)  # every recipe problem before anything heavy loads
+    quiet_libraries(quiet)
     return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
@@ -129,7 +129,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
 
     from ._engine import fit, make_accelerator
 
-    out = Path(recipe.output_dir or f"runs/{recipe.name}")
+    out = recipe.output_path
     if resume and (out / "summary.json").is_file() and (out / "model").is_dir() and not overwrite:
         done = json.loads((out / "summary.json").read_text())
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
@@ -298,7 +298,7 @@ def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
     if path.suffix not in (".yaml", ".yml"):
         return resolve_run_dir(path)
     source = validate(path)
-    run_dir = Path(source.output_dir or f"runs/{source.name}")
+    run_dir = source.output_path
     if not (run_dir / "summary.json").is_file():
         if not quiet:
             print(f"{recipe.name}: training the source run {source.name!r} first ({path})")

@@ -128,6 +128,12 @@ class Recipe(_Section):
             self.output_dir = f"runs/{self.name}"
         return self
 
+    @property
+    def output_path(self) -> Path:
+        """``output_dir`` as a path (always set: it defaults to ``runs/<name>``)."""
+        assert self.output_dir is not None  # filled in by _default_output_dir
+        return Path(self.output_dir)
+
     def to_yaml(self) -> str:
         """The fully resolved recipe as YAML."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -38,6 +38,7 @@ class PluginInfo:
     error: str | None = None  # why it could not be used, if it could not
     traceback: str | None = None  # the original traceback of a failed import
     loaded: bool = False
+    ep: Any = field(default=None, repr=False)  # the importlib.metadata entry point
 
     @property
     def provider(self) -> str:
@@ -74,8 +75,7 @@ class Registry:
                 if key in seen:  # the same distribution seen twice on sys.path
                     continue
                 seen.add(key)
-                info = PluginInfo(kind, ep.name, ep.value, dist_name, version)
-                info._ep = ep  # type: ignore[attr-defined]
+                info = PluginInfo(kind, ep.name, ep.value, dist_name, version, ep=ep)
                 if ep.name in found:
                     self._duplicates.setdefault((kind, ep.name), [found[ep.name]]).append(info)
                     continue
@@ -93,7 +93,7 @@ class Registry:
             return info
         info.loaded = True
         try:
-            obj = info._ep.load()  # type: ignore[attr-defined]
+            obj = info.ep.load()
         except Exception as e:  # any failure in third-party code is recorded, not raised
             info.error = f'Error importing plugin "{info.name}": {type(e).__name__}: {e}'
             info.traceback = traceback.format_exc()

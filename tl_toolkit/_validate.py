@@ -19,23 +19,25 @@ __all__ = ["check_recipe", "validate"]
 
 def check_recipe(recipe: Recipe) -> list[str]:
     """Every problem found in ``recipe``, one message each (empty when it is fine)."""
-    problems: list[str] = []
-    for kind, key, name, options in (
-        ("backbone", "backbone.plugin", recipe.backbone.plugin, recipe.backbone.options),
-        ("strategy", "strategy.plugin", recipe.strategy.plugin, recipe.strategy.options),
-    ):
-        try:
-            plugin = registry.get(kind, name)
-        except UserError as e:
-            problems.extend(f"{key}: {p}" for p in e.problems)
-        else:
-            problems.extend(plugin.option_problems(options))
-    problems.extend(check_data_paths(recipe.data))
+    problems = [
+        *_plugin_problems("backbone", recipe.backbone.plugin, recipe.backbone.options),
+        *_plugin_problems("strategy", recipe.strategy.plugin, recipe.strategy.options),
+        *check_data_paths(recipe.data),
+    ]
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
         problems.extend(_check_init_from(recipe.backbone.init_from, recipe.backbone.plugin))
     return problems
+
+
+def _plugin_problems(kind: str, name: str, options: Any) -> list[str]:
+    """An unknown or broken plugin, or options its ``options_model`` rejects."""
+    try:
+        plugin = registry.get(kind, name)
+    except UserError as e:
+        return [f"{kind}.plugin: {p}" for p in e.problems]
+    return plugin.option_problems(options) if isinstance(options, dict) else []
 
 
 def _check_init_from(value: str, plugin: str) -> list[str]:
@@ -48,9 +50,9 @@ def _check_init_from(value: str, plugin: str) -> list[str]:
         problems = [f"backbone.init_from -> {p}" for p in check_recipe(source)]
         source_plugin = source.backbone.plugin
     else:
-        meta = next((m for m in (path / "model" / "tl_toolkit.json", path / "tl_toolkit.json") if m.is_file()), None)
         if not path.exists():
             return [f"backbone.init_from: {value!r} not found; give a finished run's directory or a source recipe"]
+        meta = next((m for m in (path / "model" / "tl_toolkit.json", path / "tl_toolkit.json") if m.is_file()), None)
         if meta is None:
             return [f"backbone.init_from: {value!r} holds no finished run (no model/tl_toolkit.json); "
                     f"finish that run first"]
@@ -64,16 +66,10 @@ def _check_init_from(value: str, plugin: str) -> list[str]:
 def _check_sections(data: dict[str, Any]) -> list[str]:
     """Plugin and file problems of the sections that pass the schema, when the whole recipe does not."""
     problems: list[str] = []
-    for kind, key in (("backbone", "backbone"), ("strategy", "strategy")):
-        section = data.get(key)
+    for kind in ("backbone", "strategy"):
+        section = data.get(kind)
         if isinstance(section, dict) and isinstance(section.get("plugin"), str):
-            try:
-                plugin = registry.get(kind, section["plugin"])
-            except UserError as e:
-                problems.extend(f"{key}.plugin: {p}" for p in e.problems)
-            else:
-                if isinstance(section.get("options"), dict):
-                    problems.extend(plugin.option_problems(section["options"]))
+            problems.extend(_plugin_problems(kind, section["plugin"], section.get("options")))
     with contextlib.suppress(ValidationError):  # an invalid data section is reported by the schema
         problems.extend(check_data_paths(DataConfig.model_validate(data.get("data"))))
     return problems
