@@ -79,5 +79,7 @@ def test_finished_run_is_not_overwritten_without_asking(tmp_path: Path) -> None:
     assert "already holds a finished run" in proc.stderr and "Traceback" not in proc.stderr
     assert (out / "summary.json").read_bytes() == before
     assert len(list((out / "checkpoints").iterdir())) == 1  # keep_checkpoints: 1
+    (out / "eval.json").write_text("{}")  # as `tl eval` leaves it: it describes the old model
     proc = run_tl("run", recipe, f"output_dir={out}", "train.epochs=1", "--overwrite", "--quiet")
     assert proc.returncode == 0, proc.stderr
+    assert not (out / "eval.json").exists()

@@ -105,7 +105,7 @@ def _prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
     started = (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
     if overwrite:
         for name in ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md",
-                     "recipe.yaml", "learning_curves.png"):
+                     "recipe.yaml", "learning_curves.png", "eval.json"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
