@@ -1,4 +1,4 @@
-"""Step time of each fine-tuning strategy relative to full fine-tuning.
+"""Step time and peak memory of each fine-tuning strategy relative to full fine-tuning.
 
 For ResNet-18 (64 px images) and all-MiniLM-L6-v2 (128 tokens), builds the
 model through the registered backbone plugin, applies each strategy plugin,
@@ -6,27 +6,40 @@ and times optimizer steps (forward, backward, AdamW) on a fixed synthetic
 batch. Strategies alternate within each repeat so machine noise hits all of
 them alike; the medians and their ratio to ``full`` are printed.
 
-Usage: python bench/strategies.py [--repeats N] [--steps N] [--batch N]
+Peak memory is measured for each strategy in a fresh process (so one
+strategy's freed blocks cannot hide another's peak): on GPU the CUDA
+allocator's peak, on CPU the peak resident memory over the process's
+resident memory before the model was built, i.e. weights + gradients +
+optimizer state + activations. ``lora+ckpt`` is LoRA with
+``train.gradient_checkpointing``, which trades recomputation for activations.
+
+Usage: python -m bench.strategies [--repeats N] [--steps N] [--batch N] [--no-memory]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import time
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from bench._common import in_subprocess, peak_memory_mb, reset_peak_memory, resident_mb, side_by_side, table
 from tl_toolkit import BackboneConfig, DataConfig, Task
+from tl_toolkit._performance import enable_gradient_checkpointing, make_optimizer
 from tl_toolkit._quiet import quiet_libraries
 from tl_toolkit._registry import registry
 
 STRATEGIES = ["full", "head-only", "lora"]
+MEMORY_VARIANTS = [*STRATEGIES, "lora+ckpt"]
 
 
-def _setup(kind: str, strategy: str, batch: int) -> tuple[Any, Any, dict[str, torch.Tensor], Any, int, int]:
+def _setup(
+    kind: str, strategy: str, batch: int, checkpointing: bool = False
+) -> tuple[Any, Any, dict[str, torch.Tensor], Any, int, int]:
     torch.manual_seed(0)
     task = Task([str(i) for i in range(10)])
     if kind == "resnet18":
@@ -46,8 +59,10 @@ def _setup(kind: str, strategy: str, batch: int) -> tuple[Any, Any, dict[str, to
     total = sum(p.numel() for p in model.parameters())
     strat = registry.get("strategy", strategy)({})
     model = strat.apply(model, backbone)
+    if checkpointing:
+        enable_gradient_checkpointing(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer = torch.optim.AdamW(strat.parameter_groups(model, 0.01), lr=1e-4)
+    optimizer = make_optimizer(strat.parameter_groups(model, 0.01), 1e-4, torch.device("cpu"))
     batch_ = {**inputs, "labels": torch.randint(0, 10, (batch,))}
     model.train()
     strat.train_mode(model)
@@ -64,30 +79,60 @@ def _time_steps(backbone: Any, model: Any, batch: dict[str, torch.Tensor], optim
     return (time.perf_counter() - start) / steps
 
 
-def main() -> None:
+def _memory_probe(kind: str, variant: str, batch: int, steps: int = 2) -> dict[str, float]:
+    """Peak memory of ``steps`` training steps of one strategy; run in its own process by :func:`_memory`."""
+    baseline = resident_mb()
+    reset_peak_memory()
+    backbone, model, batch_, optimizer, _, _ = _setup(kind, variant.split("+")[0], batch, variant.endswith("+ckpt"))
+    _time_steps(backbone, model, batch_, optimizer, steps)
+    return {"peak_mb": peak_memory_mb(baseline)}
+
+
+def _memory(kind: str, variant: str, batch: int) -> float:
+    return float(in_subprocess("bench.strategies", "--probe", kind, variant, "--batch", str(batch))["peak_mb"])
+
+
+def _rows_for(kind: str, repeats: int, steps: int, batch: int, memory: bool) -> list[dict[str, Any]]:
+    setups = {s: _setup(kind, s, batch) for s in STRATEGIES}
+    medians = side_by_side({s: partial(_time_steps, *setups[s][:4], steps=steps) for s in STRATEGIES}, repeats)
+    peaks = {v: _memory(kind, v, batch) for v in MEMORY_VARIANTS} if memory else {}
+    rows = []
+    for variant in MEMORY_VARIANTS:
+        trainable, total = setups[variant.split("+")[0]][4:6]
+        row: dict[str, Any] = {"model": kind, "strategy": variant, "trainable": trainable, "total": total}
+        if variant in medians:
+            row["step_ms"] = medians[variant] * 1000
+            row["time_vs_full"] = medians[variant] / medians["full"]
+        if peaks:
+            row["peak_mb"] = peaks[variant]
+            row["memory_vs_full"] = peaks[variant] / peaks["full"]
+        rows.append(row)
+    return rows
+
+
+def run(repeats: int, steps: int, batch: int, memory: bool = True) -> list[dict[str, Any]]:
+    return [row for kind in ("resnet18", "minilm-l6") for row in _rows_for(kind, repeats, steps, batch, memory)]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
-    args = parser.parse_args()
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    parser.add_argument("--probe", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
     quiet_libraries(True)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+    if args.probe:
+        print(json.dumps(_memory_probe(*args.probe, batch=args.batch)))
+        return []
+    print(f"strategies: torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.repeats} repeats x {args.steps} steps")
-    for kind in ("resnet18", "minilm-l6"):
-        setups = {s: _setup(kind, s, args.batch) for s in STRATEGIES}
-        for s in STRATEGIES:  # warm-up: allocator, first-call kernels
-            _time_steps(*setups[s][:4], steps=1)
-        times: dict[str, list[float]] = {s: [] for s in STRATEGIES}
-        for _ in range(args.repeats):
-            for s in STRATEGIES:
-                times[s].append(_time_steps(*setups[s][:4], steps=args.steps))
-        full = statistics.median(times["full"])
-        print(f"\n{kind}")
-        print(f"{'strategy':<10} {'trainable':>12} {'of total':>12} {'step ms':>9} {'vs full':>8}")
-        for s in STRATEGIES:
-            med = statistics.median(times[s])
-            trainable, total = setups[s][4], setups[s][5]
-            print(f"{s:<10} {trainable:>12,} {total:>12,} {med * 1000:>9.1f} {med / full:>7.2f}x")
+    rows = run(args.repeats, args.steps, args.batch, memory=not args.no_memory)
+    print(table(rows, [("model", "model", ""), ("strategy", "strategy", ""), ("trainable", "trainable", ",d"),
+                       ("step_ms", "step ms", ".1f"), ("time_vs_full", "time vs full", ".2f"),
+                       ("peak_mb", "peak MiB", ".0f"), ("memory_vs_full", "memory vs full", ".2f")]))
+    return rows
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError
+from ._performance import enable_gradient_checkpointing, make_optimizer
 
 if TYPE_CHECKING:
     import datasets
@@ -51,7 +52,7 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
     """
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState
-    from accelerate.utils import GradientAccumulationPlugin
+    from accelerate.utils import GradientAccumulationPlugin, TorchDynamoPlugin
 
     # Several runs in one process (baselines, tests, notebooks) may ask for
     # different precisions: forget the previous run's state, keep the process group.
@@ -63,6 +64,7 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
             # accumulation to the environment, and the recipe must win over it.
             gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=recipe.train.grad_accum_steps),
             step_scheduler_with_optimizer=True,
+            dynamo_plugin=TorchDynamoPlugin(backend="inductor" if recipe.train.compile else "no"),
             # The shuffle order of epoch N depends on (seed, N) only, so a resumed run sees the same batches.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.seed),
         )
@@ -126,14 +128,15 @@ def fit(
     quiet: bool = False,
 ) -> FitResult:
     """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch."""
-    import torch
     import torch.nn.functional as F
     from transformers import get_scheduler
 
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
-    optimizer = torch.optim.AdamW(strategy.parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
 
@@ -207,7 +210,8 @@ def fit(
                 step += 1
                 if step % cfg.log_every_steps == 0:
                     log({"kind": "train", "step": step, "epoch": round(epoch + epoch_batches / len(train_loader), 4),
-                         "train_loss": running / seen, "lr": scheduler.get_last_lr()[0]})
+                         "train_loss": running / seen, "lr": scheduler.get_last_lr()[0],
+                         "train_seconds": round(train_seconds + time.perf_counter() - started, 4)})
                     running, seen = 0.0, 0
         train_seconds += time.perf_counter() - started
         eval_metrics = evaluate(model, eval_loader, backbone, accelerator)

@@ -100,6 +100,10 @@ class TrainConfig(_Section):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     log_every_steps: int = Field(10, ge=1)
     keep_checkpoints: int = Field(1, ge=1, description="epoch checkpoints kept for --resume")
+    compile: bool = Field(False, description="torch.compile the model (through accelerate's dynamo plugin)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, about a third more compute"
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

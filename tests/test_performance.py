@@ -1,0 +1,116 @@
+"""Speed and memory switches (gradient checkpointing, compile, fused AdamW) and the benchmark suite's GPU path on CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, text_overrides
+
+from tl_toolkit import finetune
+from tl_toolkit._recipe import parse_overrides
+
+DIGITS: dict[str, Any] = {
+    "name": "perf",
+    "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False, "options": {"hflip": 0.0}},
+    "data": {"format": "digits", "train": "train", "eval": "test", "image_size": 32,
+             "max_train_samples": 48, "max_eval_samples": 32},
+    "train": {"epochs": 1, "batch_size": 16, "lr": 1.0e-3},
+}
+
+
+def _text_recipe(model: Path, out: Path, strategy: str) -> dict[str, Any]:
+    recipe = parse_overrides(text_overrides(model, out, n_train=48, n_eval=32))
+    return {"name": "perf-text", **recipe, "backbone": {**recipe["backbone"], "plugin": "bert"},
+            "strategy": {"plugin": strategy}, "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3}}
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_gradient_checkpointing_changes_memory_not_results_text(
+    strategy: str, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    # Recomputing activations must give the very same training run (dropout included) for every strategy,
+    # including LoRA, whose frozen embeddings give the checkpointed blocks no input that requires grad.
+    plain = finetune(_text_recipe(tiny_bert_dir, tmp_path / "a", strategy), quiet=True)
+    ckpt = finetune(_text_recipe(tiny_bert_dir, tmp_path / "b", strategy), train={"gradient_checkpointing": True},
+                    quiet=True)
+    assert ckpt.metrics["loss"] == pytest.approx(plain.metrics["loss"], rel=1e-4)
+    assert plain.metrics["loss"] != pytest.approx(
+        finetune(_text_recipe(tiny_bert_dir, tmp_path / "c", strategy), train={"lr": 1e-2}, quiet=True).metrics["loss"],
+        rel=1e-4,
+    )  # the comparison above can fail: a different run gives a different loss
+
+
+def test_gradient_checkpointing_timm_same_gradients() -> None:
+    # BatchNorm updates its running statistics again when a block is recomputed, so a whole run differs
+    # slightly; one step's gradients must not.
+    import timm
+    import torch
+    import torch.nn.functional as F
+
+    from tl_toolkit._performance import enable_gradient_checkpointing
+
+    def grads(checkpointing: bool) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = timm.create_model("resnet18", num_classes=3)
+        if checkpointing:
+            enable_gradient_checkpointing(model)
+        x, y = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0])
+        F.cross_entropy(model(x), y).backward()
+        return [p.grad for p in model.parameters()]
+
+    plain, ckpt = grads(False), grads(True)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, ckpt, strict=True))
+    assert any(float(g.abs().sum()) > 0 for g in ckpt[:3])  # the stem, checkpointed away from the loss, learns
+
+
+def test_gradient_checkpointing_needs_a_switch() -> None:
+    import torch
+
+    from tl_toolkit import UserError
+    from tl_toolkit._performance import enable_gradient_checkpointing
+
+    with pytest.raises(UserError, match=r"train\.gradient_checkpointing"):
+        enable_gradient_checkpointing(torch.nn.Linear(2, 2))
+
+
+def test_compile_is_handed_to_accelerate() -> None:
+    from tl_toolkit import Recipe
+    from tl_toolkit._engine import make_accelerator
+
+    recipe = Recipe.model_validate({**DIGITS, "train": {**DIGITS["train"], "compile": True}})
+    assert make_accelerator(recipe).state.dynamo_plugin.backend.value.lower() == "inductor"
+    recipe = Recipe.model_validate(DIGITS)
+    assert make_accelerator(recipe).state.dynamo_plugin.backend.value.lower() == "no"
+
+
+def test_optimizer_is_fused_only_on_cuda() -> None:
+    import torch
+
+    from tl_toolkit._performance import make_optimizer
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    assert not make_optimizer([param], 1e-3, torch.device("cpu")).defaults["fused"]
+    if torch.cuda.is_available():
+        assert make_optimizer([param.cuda()], 1e-3, torch.device("cuda")).defaults["fused"]
+
+
+def test_benchmark_suite_runs_the_gpu_path_on_cpu(tmp_path: Path) -> None:
+    # `bench/gpu.py --tiny`: tl_toolkit's engine vs transformers.Trainer (BERT) and a timm + accelerate loop
+    # (ResNet) with MFU, through the suite runner that writes the results file.
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "gpu", "--results-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "=== summary ===" in proc.stdout and "MFU" in proc.stdout
+    (path,) = tmp_path.glob("*.json")
+    rows = json.loads(path.read_text())["results"]["gpu"]["rows"]
+    assert [r["side"] for r in rows] == ["tl_toolkit", "transformers.Trainer", "tl_toolkit", "timm + accelerate loop"]
+    for row in rows:
+        assert row["step_ms"] > 0 and 0 < row["mfu"] < 1
+    assert rows[0]["vs_peer"] == pytest.approx(rows[1]["step_ms"] / rows[0]["step_ms"])
