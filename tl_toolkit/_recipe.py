@@ -100,12 +100,21 @@ class TrainConfig(_Section):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     log_every_steps: int = Field(10, ge=1)
     keep_checkpoints: int = Field(1, ge=1, description="epoch checkpoints kept for --resume")
+    feature_cache: Literal["auto", "off"] = Field(
+        "auto", description="auto: a frozen backbone's features are computed once and cached on disk"
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: Any) -> Any:
         # YAML reads an unquoted `no` as false; the contract's value is the string "no".
         return "no" if value is False else value
+
+    @field_validator("feature_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML reads an unquoted `off` as false.
+        return "off" if value is False else value
 
 
 class Recipe(_Section):
