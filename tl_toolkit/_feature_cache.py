@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ._plugin_api import Strategy
     from ._recipe import Recipe
 
-__all__ = ["CacheOutcome", "cache_dir", "cache_blocker", "use_cached_features"]
+__all__ = ["CacheOutcome", "cache_blocker", "cache_dir", "use_cached_features"]
 
 _FORMAT = 1  # bumped when what a cache file holds changes
 
