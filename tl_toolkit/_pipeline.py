@@ -215,15 +215,20 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
 
 def _run_baseline(recipe: Recipe, name: str, out: Path, **flags: Any) -> FinetuneResult:
     """The same recipe with the backbone trained from random initialisation ("scratch")."""
+    return _run(scratch_recipe(recipe, f"{recipe.name}-{name}", out / "baselines" / name), **flags)
+
+
+def scratch_recipe(recipe: Recipe, name: str, output_dir: Path) -> Recipe:
+    """``recipe`` with the same architecture from random weights, all of it training: the scratch baseline."""
     data = recipe.model_dump(mode="json")
-    data["name"] = f"{recipe.name}-{name}"
-    data["output_dir"] = str(out / "baselines" / name)
+    data["name"] = name
+    data["output_dir"] = str(output_dir)
     data["baselines"] = []
     data["backbone"].update(pretrained=False, init_from=None, weights=None)
     if recipe.strategy.plugin != "full":
         # A frozen or adapted random network is not the scratch baseline: all of it trains.
         data["strategy"] = {"plugin": "full", "options": {}}
-    return _run(Recipe.model_validate(data), **flags)
+    return Recipe.model_validate(data)
 
 
 def _atomic_write(path: Path, text: str) -> None:

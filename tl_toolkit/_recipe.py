@@ -117,6 +117,18 @@ class TrainConfig(_Section):
         return "off" if value is False else value
 
 
+class CompareConfig(_Section):
+    """``tl compare``: the same recipe under several strategies, on identical splits and seeds."""
+
+    strategies: list[str] = Field(
+        default_factory=lambda: ["head-only", "lora", "full", "scratch"],
+        description="strategy plugins to run; scratch: the same architecture from random weights",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="strategy.options per strategy name, e.g. {lora: {r: 4}}"
+    )
+
+
 class Recipe(_Section):
     """A whole run: data -> model -> strategy -> train -> evaluate -> save -> report."""
 
@@ -130,6 +142,7 @@ class Recipe(_Section):
     baselines: list[Literal["scratch"]] = Field(
         default_factory=list, description="also train these baselines and report the transfer gain"
     )
+    compare: CompareConfig = Field(default_factory=CompareConfig, description="what `tl compare` runs")
 
     @model_validator(mode="after")
     def _default_output_dir(self) -> Recipe:
