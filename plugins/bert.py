@@ -172,6 +172,49 @@ class BertBackbone(Backbone):
             f"name its attention projections"
         )
 
+    def features(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # The head's input, captured on its way in: whatever pooling the model does, the cache agrees with it.
+        head = self._single_head(model)
+        captured: list[torch.Tensor] = []
+        hook = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+        try:
+            self.forward(model, batch)
+        finally:
+            hook.remove()
+        return captured[0]
+
+    def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        return self._single_head(model)(features)
+
+    def _single_head(self, model: nn.Module) -> nn.Module:
+        names = self.head_names(model)
+        if len(names) != 1:  # e.g. DistilBERT's pre_classifier -> ReLU -> classifier: no single entry point
+            raise NotImplementedError(f"{type(model).__name__} has a head of several modules: {names}")
+        return model.get_submodule(names[0])
+
+    def preprocessing_key(self) -> str:
+        tok = self.tokenizer
+        return (f"{type(tok).__name__}:{tok.name_or_path}:{len(tok)}:{self.data.max_length}:"
+                f"{self.data.text_column}:{self.data.text_pair_column}")
+
+    def block_names(self, model: nn.Module) -> list[str]:
+        # The base model's children in order (embeddings, encoder, pooler), the encoder split into its layers.
+        from torch import nn
+
+        prefix = model.base_model_prefix
+        stacks = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and n.startswith(prefix)]
+        if not stacks:
+            raise NotImplementedError(f"{type(model).__name__} has no stack of layers")
+        stack_name, stack = max(stacks, key=lambda item: len(item[1]))
+        blocks: list[str] = []
+        for child, module in getattr(model, prefix).named_children():
+            name = f"{prefix}.{child}"
+            if stack_name.startswith(f"{name}."):
+                blocks.extend(f"{stack_name}.{i}" for i in range(len(stack)))
+            elif any(True for _ in module.parameters()):
+                blocks.append(name)
+        return blocks
+
     def save(self, model: nn.Module, directory: Path, task: Task) -> None:
         model.config.id2label, model.config.label2id = task.id2label, task.label2id
         model.save_pretrained(str(directory), safe_serialization=True)

@@ -15,6 +15,8 @@ __all__ = ["HeadOnlyStrategy"]
 class HeadOnlyStrategy(Strategy):
     """Freeze the backbone and train only the classification head (feature transfer)."""
 
+    frozen_backbone = True  # its features never change: train.feature_cache computes them once
+
     def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
         self.heads = backbone.head_names(model)
         model.requires_grad_(False)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_toolkit import Backbone, Strategy, Task
+from tl_toolkit import Backbone, Strategy, Task, blocks_of, layerwise_groups
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,6 +32,9 @@ class LoraOptions(BaseModel):
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
     target_modules: list[str] | None = Field(
         None, description="module names (or name suffixes) to adapt; null: the backbone's default targets"
+    )
+    layer_decay: float | None = Field(
+        None, gt=0, le=1, description="layer-wise lr decay per block, head down (e.g. 0.8); null: one lr"
     )
 
 
@@ -61,7 +64,15 @@ class LoraStrategy(Strategy):
             target_modules=targets,
             modules_to_save=backbone.head_names(model),
         )
+        self.layer_decay = opts.layer_decay
+        if self.layer_decay is not None:  # blocks named on the plain model; peft's prefixes do not hide them
+            self.blocks = blocks_of(backbone, model, "strategy.options.layer_decay")
         return get_peft_model(model, config)
+
+    def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+        if self.layer_decay is None:
+            return super().parameter_groups(model, weight_decay)
+        return layerwise_groups(model, self.blocks, weight_decay, self.layer_decay)
 
     def save(self, model: nn.Module, backbone: Backbone, directory: Path, task: Task) -> None:
         model.save_pretrained(str(directory))  # the adapters and the trained head

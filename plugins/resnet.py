@@ -157,6 +157,28 @@ class ResNetBackbone(Backbone):
             )
         return targets
 
+    def features(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # timm's split of every classifier: pooled pre-logits features, then the classifier.
+        return model.forward_head(model.forward_features(batch["pixel_values"]), pre_logits=True)
+
+    def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        return model.get_classifier()(features)
+
+    def preprocessing_key(self) -> str:
+        return f"{self.data.image_column}:{self.eval_transform}"
+
+    def augmentation(self) -> str | None:
+        opts = self.options
+        if not opts.augment:
+            return None
+        return (f"backbone.options.augment is on (random-resized crop {tuple(opts.scale)}, flip p={opts.hflip}); "
+                f"set it to false to cache features")
+
+    def block_names(self, model: nn.Module) -> list[str]:
+        # timm ResNets register their modules in forward order: stem (conv1, bn1), layer1..layer4, head.
+        head = set(self.head_names(model))
+        return [n for n, m in model.named_children() if n not in head and any(True for _ in m.parameters())]
+
     def save(self, model: nn.Module, directory: Path, task: Task) -> None:
         from timm.models import save_for_hf
 

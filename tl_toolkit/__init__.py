@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import PluginError, RecipeError, UserError
+from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
 from ._weights import read_state_dict
@@ -33,11 +34,15 @@ __all__ = [
     "TrainConfig",
     "UserError",
     "__version__",
+    "block_index",
+    "blocks_of",
     "finetune",
+    "layerwise_groups",
     "load_model_dir",
     "load_recipe",
     "predict",
     "read_state_dict",
+    "train_only",
 ]
 
 _LAZY = {

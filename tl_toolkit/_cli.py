@@ -36,6 +36,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in output_dir")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
+    p = sub.add_parser("compare", help="run a recipe under several strategies and compare them",
+                       description="Run the recipe under each strategy (same splits and seed) and write "
+                       "comparison.md/.json/.png with the transfer gain of each over scratch.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--strategies", help="comma-separated, e.g. head-only,lora,full,scratch "
+                   "(default: the recipe's compare.strategies)")
+    p.add_argument("--output", help="folder for the runs and comparison files (default: <output_dir>/compare)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    p = sub.add_parser("plan", help="estimate a recipe's cost without training",
+                       description="Parameters, peak memory and time per epoch (from a few measured steps), "
+                       "feature-cache use, and offline availability of every file.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--steps", type=int, default=3, help="training steps to measure (default 3)")
+
     p = sub.add_parser("validate", help="check a recipe without training",
                        description="Check a recipe's schema, plugin names and files; print every problem.")
     p.add_argument("recipe")
@@ -103,6 +120,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ._pipeline import finetune
 
     finetune(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._compare import compare
+    from ._validate import validate
+
+    recipe = validate(args.recipe, args.overrides)
+    quiet_libraries(args.quiet)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
+    compare(recipe, strategies, Path(args.output) if args.output else None, quiet=args.quiet)
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from ._plan import format_plan, plan
+    from ._validate import validate
+
+    if args.steps < 1:
+        raise UserError(f"--steps: must be at least 1, got {args.steps}")
+    recipe = validate(args.recipe, args.overrides)
+    quiet_libraries(True)
+    print(format_plan(plan(recipe, steps=args.steps)))
     return 0
 
 
@@ -214,4 +256,6 @@ _COMMANDS: dict[str, Any] = {
     "predict": _cmd_predict,
     "eval": _cmd_eval,
     "new-plugin": _cmd_new_plugin,
+    "compare": _cmd_compare,
+    "plan": _cmd_plan,
 }

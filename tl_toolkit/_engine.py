@@ -139,6 +139,8 @@ def fit(
     optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
+    for group in optimizer.param_groups:  # layer-wise learning rates: a group may scale train.lr
+        group["lr"] = cfg.lr * group.pop("lr_scale", 1.0)
 
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
@@ -151,7 +153,8 @@ def fit(
         num_training_steps=total_steps * accelerator.num_processes,
     )
     scheduler = accelerator.prepare(scheduler)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
 
     ckpt_root = out_dir / "checkpoints"
     history: list[dict[str, Any]] = []
@@ -179,6 +182,7 @@ def fit(
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
+        strategy.on_epoch_start(accelerator.unwrap_model(model), epoch, cfg.epochs)
         model.train()
         strategy.train_mode(accelerator.unwrap_model(model))
         started = time.perf_counter()

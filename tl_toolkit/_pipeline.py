@@ -166,10 +166,13 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             f"{len(data.eval)} eval examples, {task.num_labels} labels, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
+    from ._feature_cache import use_cached_features
+
+    cached = use_cached_features(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, quiet)
     # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
-    result = fit(recipe, backbone, strategy, model, train_ds, eval_ds, out, accelerator, resume, quiet)
+    result = fit(recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet)
 
     summary: dict[str, Any] = {
         "name": recipe.name,
@@ -184,6 +187,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "backbone": backbone.describe(),
         "strategy": recipe.strategy.plugin,
         "source": str(source_dir) if source_dir else None,
+        "feature_cache": cached.summary,
     }
     if accelerator.is_main_process:
         _save_model(result.model, backbone, strategy, recipe, task, out)
@@ -211,15 +215,20 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
 
 def _run_baseline(recipe: Recipe, name: str, out: Path, **flags: Any) -> FinetuneResult:
     """The same recipe with the backbone trained from random initialisation ("scratch")."""
+    return _run(scratch_recipe(recipe, f"{recipe.name}-{name}", out / "baselines" / name), **flags)
+
+
+def scratch_recipe(recipe: Recipe, name: str, output_dir: Path) -> Recipe:
+    """``recipe`` with the same architecture from random weights, all of it training: the scratch baseline."""
     data = recipe.model_dump(mode="json")
-    data["name"] = f"{recipe.name}-{name}"
-    data["output_dir"] = str(out / "baselines" / name)
+    data["name"] = name
+    data["output_dir"] = str(output_dir)
     data["baselines"] = []
     data["backbone"].update(pretrained=False, init_from=None, weights=None)
     if recipe.strategy.plugin != "full":
         # A frozen or adapted random network is not the scratch baseline: all of it trains.
         data["strategy"] = {"plugin": "full", "options": {}}
-    return _run(Recipe.model_validate(data), **flags)
+    return Recipe.model_validate(data)
 
 
 def _atomic_write(path: Path, text: str) -> None:

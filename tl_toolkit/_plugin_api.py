@@ -15,8 +15,8 @@ What the engine calls, in order::
     model = backbone.build(task, source)          # fresh head; `source` for init_from
     model = strategy.apply(model, backbone)       # freeze / wrap
     train = backbone.preprocess(train_ds, train=True)
-    groups = strategy.parameter_groups(model, weight_decay)
-    each epoch: model.train(); strategy.train_mode(model)
+    groups = strategy.parameter_groups(model, weight_decay)   # a group's "lr_scale" multiplies train.lr
+    each epoch: strategy.on_epoch_start(model, epoch, epochs); model.train(); strategy.train_mode(model)
         logits = backbone.forward(model, batch)
         loss = cross_entropy(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
     strategy.save(model, backbone, directory, task)
@@ -145,6 +145,37 @@ class Backbone(ABC):
         """A short human-readable identity of the backbone (for reports)."""
         return f"{self.plugin_name}:{self.config.model}"
 
+    # -- optional: what the feature cache, gradual unfreezing and layer-wise lr decay need --
+
+    def features(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The input of the classification head on ``batch`` (the frozen backbone's features).
+
+        With :meth:`head_forward`, this lets a frozen backbone run once per
+        example (``train.feature_cache``). The default raises
+        ``NotImplementedError``, which turns the cache off.
+        """
+        raise NotImplementedError
+
+    def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        """The logits the head of ``model`` computes from :meth:`features`."""
+        raise NotImplementedError
+
+    def preprocessing_key(self) -> str:
+        """A string that changes whenever the eval-time preprocessing changes (part of the feature-cache key)."""
+        return ""
+
+    def augmentation(self) -> str | None:
+        """Why training-time preprocessing is random (so features cannot be cached), or None when it is not."""
+        return None
+
+    def block_names(self, model: nn.Module) -> list[str]:
+        """Qualified module names of the backbone's blocks, input side first, head excluded.
+
+        Used by ``gradual-unfreeze`` and layer-wise learning-rate decay. The
+        default raises ``NotImplementedError`` (those options are then refused).
+        """
+        raise NotImplementedError
+
     plugin_name: ClassVar[str] = ""  # set by the registry to the entry-point name
 
 
@@ -170,6 +201,20 @@ class Strategy(ABC):
     def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
         """Decide what trains: freeze parameters, wrap the model (peft), ...; return the model to train."""
 
+    #: True when the strategy never trains a backbone parameter and keeps the backbone in eval mode:
+    #: its features are then fixed and can be computed once (``train.feature_cache``).
+    frozen_backbone: ClassVar[bool] = False
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:  # noqa: B027 - optional hook
+        """Called before each epoch (0-based ``epoch`` of ``epochs``), with the unwrapped model.
+
+        Phased strategies change ``requires_grad`` here (gradual unfreezing,
+        probe then fine-tune). The optimizer holds whatever
+        :meth:`parameter_groups` returned, so such a strategy returns every
+        parameter it may ever train there; AdamW skips those without gradients.
+        It must depend on ``epoch`` alone: a resumed run calls it afresh.
+        """
+
     def train_mode(self, model: nn.Module) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called after ``model.train()`` at each epoch: e.g. keep frozen BatchNorm in eval mode."""
 
@@ -177,7 +222,8 @@ class Strategy(ABC):
         """Optimizer parameter groups over the trainable parameters.
 
         The default applies weight decay to weight matrices and kernels, not
-        to biases and normalisation parameters.
+        to biases and normalisation parameters. A group may carry
+        ``"lr_scale"``: its learning rate is ``train.lr`` times that.
         """
         decay: list[Any] = []
         no_decay: list[Any] = []

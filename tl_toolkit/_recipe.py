@@ -104,12 +104,33 @@ class TrainConfig(_Section):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less memory, about a third more compute"
     )
+    feature_cache: Literal["auto", "off"] = Field(
+        "auto", description="auto: a frozen backbone's features are computed once and cached on disk"
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: Any) -> Any:
         # YAML reads an unquoted `no` as false; the contract's value is the string "no".
         return "no" if value is False else value
+
+    @field_validator("feature_cache", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML reads an unquoted `off` as false.
+        return "off" if value is False else value
+
+
+class CompareConfig(_Section):
+    """``tl compare``: the same recipe under several strategies, on identical splits and seeds."""
+
+    strategies: list[str] = Field(
+        default_factory=lambda: ["head-only", "lora", "full", "scratch"],
+        description="strategy plugins to run; scratch: the same architecture from random weights",
+    )
+    options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="strategy.options per strategy name, e.g. {lora: {r: 4}}"
+    )
 
 
 class Recipe(_Section):
@@ -125,6 +146,7 @@ class Recipe(_Section):
     baselines: list[Literal["scratch"]] = Field(
         default_factory=list, description="also train these baselines and report the transfer gain"
     )
+    compare: CompareConfig = Field(default_factory=CompareConfig, description="what `tl compare` runs")
 
     @model_validator(mode="after")
     def _default_output_dir(self) -> Recipe:
