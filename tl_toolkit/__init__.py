@@ -14,6 +14,7 @@ from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainCo
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
+    from ._export import export_onnx, export_run
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
 
@@ -33,6 +34,8 @@ __all__ = [
     "TrainConfig",
     "UserError",
     "__version__",
+    "export_onnx",
+    "export_run",
     "finetune",
     "load_model_dir",
     "load_recipe",
@@ -41,6 +44,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "export_onnx": "._export",
+    "export_run": "._export",
     "finetune": "._pipeline",
     "FinetuneResult": "._pipeline",
     "load_model_dir": "._pipeline",

@@ -100,6 +100,9 @@ class TrainConfig(_Section):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     log_every_steps: int = Field(10, ge=1)
     keep_checkpoints: int = Field(1, ge=1, description="epoch checkpoints kept for --resume")
+    trackers: list[str] = Field(
+        default_factory=list, description="accelerate trackers to log to: tensorboard | wandb | mlflow | ..."
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
