@@ -190,7 +190,7 @@ def fit(
             with metrics_file.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    if accelerator.trackers:
+    if accelerator.log_with:  # the trackers of train.trackers, filtered by accelerate
         accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
     outputs: dict[str, list[int]] = {}

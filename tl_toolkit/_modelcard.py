@@ -108,7 +108,8 @@ def _dataset_name(recipe: Recipe) -> str:
     if data.format == "digits":
         return "sklearn-digits"
     path = Path(data.train or "data")
-    return path.parent.name if path.suffix else path.name
+    # ".../sst2/train.tsv" and ".../cifar10/train/" are both the data set of their parent folder.
+    return path.parent.name if path.suffix or path.name.lower() in ("train", "training") else path.name
 
 
 def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, modality: str) -> Any:
@@ -129,14 +130,14 @@ def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, modality: 
         model_name=recipe.name,
         eval_results=[
             EvalResult(task_type=task, dataset_type=recipe.data.format, dataset_name=dataset,
-                       dataset_split=recipe.data.eval or "held-out", metric_type=metric, metric_name=name,
+                       dataset_split="eval" if recipe.data.eval else "held-out", metric_type=metric, metric_name=name,
                        metric_value=round(summary["eval"][key], 6))
             for metric, name, key in (("accuracy", "accuracy", "accuracy"), ("f1", "macro-F1", "f1_macro"))
         ],
     )
 
 
-def _usage(library: str, model_dir: Path) -> list[str]:
+def _usage(library: str, model_dir: Path, backbone: Backbone) -> list[str]:
     if library == "transformers":
         code = ["from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
                 f'model = AutoModelForSequenceClassification.from_pretrained("{model_dir}")',
@@ -146,8 +147,9 @@ def _usage(library: str, model_dir: Path) -> list[str]:
                 "config = timm.data.resolve_data_config({}, model=model)",
                 "transform = timm.data.create_transform(**config)"]
     elif library == "peft":
+        fmt = backbone.export_formats[0] if backbone.export_formats else "FORMAT"
         code = ["# LoRA adapter and head in peft's format, on the base model saved in base/.",
-                f"# `tl export {model_dir.parent} --merge-lora` writes a plain model without peft."]
+                f"# `tl export {model_dir.parent} --format {fmt} --merge-lora` writes a plain model without peft."]
     else:
         return []
     return ["```python", *code, "```", ""]
@@ -182,7 +184,7 @@ def write_model_card(
     if summary.get("source"):
         body += [f"Transferred from the source run `{Path(summary['source']).parent}`.", ""]
     body += ["## Usage", "", f"```console\ntl predict {model_dir.parent} INPUT...\n```", ""]
-    body += _usage(library, model_dir)
+    body += _usage(library, model_dir, backbone)
     body += ["## Training recipe", "", "```yaml", recipe.to_yaml().rstrip(), "```", "",
              "## Reproducibility", "", f"`tl run --from-manifest {model_dir}` re-runs this recipe "
              "(add `output_dir=...` to keep this run). The manifest:", "",
