@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import CIFAR10, SST2, plain_predictions
+from conftest import CIFAR10, SST2, plain_predictions, tiny_text_recipe
 
 from tl_toolkit import predict
 from tl_toolkit._cli import main
@@ -16,19 +16,12 @@ N_EXAMPLES = 100
 
 def _recipe(backbone: str, out: Path, model: Path) -> dict:
     if backbone == "bert":
-        return {
-            "name": "export-text", "output_dir": str(out),
-            "backbone": {"plugin": "bert", "model": str(model)},
-            "data": {"format": "csv", "train": str(SST2 / "train.tsv"), "eval": str(SST2 / "dev.tsv"),
-                     "text_column": "sentence", "max_train_samples": 64, "max_eval_samples": 32, "max_length": 64},
-            "strategy": {"plugin": "lora"},
-            "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3},
-        }
+        return tiny_text_recipe("export-text", out, model)
     return {
         "name": "export-image", "output_dir": str(out),
         "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False},
         "data": {"format": "imagefolder", "train": str(CIFAR10 / "train"), "eval": str(CIFAR10 / "test"),
-                 "image_size": 32, "max_train_samples": 64, "max_eval_samples": 32},
+                 "image_size": 32, "max_train_samples": 32, "max_eval_samples": 16},
         "strategy": {"plugin": "lora"},
         "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3},
     }

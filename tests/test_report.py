@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SST2
+from conftest import tiny_text_recipe
 
 from tl_toolkit._cli import main
 
 
 def _recipe(out: Path, model: Path) -> dict:
-    return {
-        "name": "report-text", "output_dir": str(out),
-        "backbone": {"plugin": "bert", "model": str(model)},
-        "data": {"format": "csv", "train": str(SST2 / "train.tsv"), "eval": str(SST2 / "dev.tsv"),
-                 "text_column": "sentence", "max_train_samples": 48, "max_eval_samples": 32, "max_length": 64},
-        "strategy": {"plugin": "lora"},
-        "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "log_every_steps": 1, "trackers": ["tensorboard"]},
-    }
+    return tiny_text_recipe("report-text", out, model, epochs=2, log_every_steps=1, trackers=["tensorboard"])
 
 
 @pytest.fixture(scope="module")
