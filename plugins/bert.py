@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tl_toolkit import Backbone, SourceModel, Task, UserError, read_state_dict
+from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, read_state_dict
 
 if TYPE_CHECKING:
     import datasets
@@ -75,6 +75,8 @@ class BertBackbone(Backbone):
 
     modality = "text"
     options_model = BertOptions
+    library = "transformers"
+    export_formats = ("hf", "onnx")
 
     def _load_tokenizer(self, path: str) -> None:
         from transformers import AutoTokenizer
@@ -219,6 +221,21 @@ class BertBackbone(Backbone):
         model.config.id2label, model.config.label2id = task.id2label, task.label2id
         model.save_pretrained(str(directory), safe_serialization=True)
         self.tokenizer.save_pretrained(str(directory))
+
+    def export(self, model: nn.Module, directory: Path, fmt: str, task: Task) -> dict[str, Any] | None:
+        """``hf``: ``save_pretrained`` (plain transformers loads it); ``onnx``: the graph, with the tokenizer and config."""
+        if fmt == "hf":
+            self.save(model, directory, task)
+            return None
+        # A padded second example, so the traced graph applies the attention mask rather than assuming none.
+        example = dict(self.tokenizer(["tl_toolkit traces the graph with this sentence", "short"], padding=True,
+                                      return_tensors="pt"))
+        report = export_onnx(self, model, example, directory / "model.onnx",
+                             {name: {0: "batch", 1: "sequence"} for name in example})
+        model.config.id2label, model.config.label2id = task.id2label, task.label2id
+        model.config.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        return report
 
     def load(self, directory: Path) -> nn.Module:
         from transformers import AutoModelForSequenceClassification

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_toolkit import Backbone, SourceModel, Task, UserError, read_state_dict
+from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, read_state_dict
 
 if TYPE_CHECKING:
     import datasets
@@ -44,6 +44,8 @@ class ResNetBackbone(Backbone):
 
     modality = "image"
     options_model = ResNetOptions
+    library = "timm"
+    export_formats = ("timm", "onnx")
 
     @property
     def options(self) -> ResNetOptions:
@@ -190,6 +192,22 @@ class ResNetBackbone(Backbone):
             safe_serialization=True,
             data_config={"input_size": cfg["input_size"], "crop_pct": cfg["crop_pct"]},
         )
+
+    def export(self, model: nn.Module, directory: Path, fmt: str, task: Task) -> dict[str, Any] | None:
+        """``timm``: what :meth:`save` writes (plain timm loads it); ``onnx``: the graph and its preprocessing."""
+        import json
+
+        import torch
+
+        if fmt == "timm":
+            self.save(model, directory, task)
+            return None
+        cfg = self.data_config
+        example = {"pixel_values": torch.randn(2, *cfg["input_size"])}
+        report = export_onnx(self, model, example, directory / "model.onnx", {"pixel_values": {0: "batch"}})
+        preprocessing = {k: cfg[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct") if k in cfg}
+        (directory / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
+        return report
 
     def load(self, directory: Path) -> nn.Module:
         import timm

@@ -137,3 +137,15 @@ def plain_predictions(
         logits = model.eval()(batch)
     names = json.loads((base_dir / "config.json").read_text())["label_names"]
     return [names[i] for i in logits.argmax(-1).tolist()]
+
+
+def tiny_text_recipe(name: str, out: Path, model: Path, **train: object) -> dict:
+    """A LoRA recipe on a few SST-2 sentences for in-process ``finetune()``; ``train`` overrides the train section."""
+    return {
+        "name": name, "output_dir": str(out),
+        "backbone": {"plugin": "bert", "model": str(model)},
+        "data": {"format": "csv", "train": str(SST2 / "train.tsv"), "eval": str(SST2 / "dev.tsv"),
+                 "text_column": "sentence", "max_train_samples": 48, "max_eval_samples": 32, "max_length": 64},
+        "strategy": {"plugin": "lora"},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, **train},
+    }

@@ -15,6 +15,7 @@ from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainCo
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
+    from ._export import export_onnx, export_run
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
 
@@ -36,6 +37,8 @@ __all__ = [
     "__version__",
     "block_index",
     "blocks_of",
+    "export_onnx",
+    "export_run",
     "finetune",
     "layerwise_groups",
     "load_model_dir",
@@ -46,6 +49,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "export_onnx": "._export",
+    "export_run": "._export",
     "finetune": "._pipeline",
     "FinetuneResult": "._pipeline",
     "load_model_dir": "._pipeline",

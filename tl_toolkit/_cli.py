@@ -30,8 +30,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a recipe end to end", description="Run a recipe: data -> model -> "
                        "strategy -> train -> evaluate -> save -> report.")
-    p.add_argument("recipe", help="recipe YAML file")
+    p.add_argument("recipe", nargs="?", help="recipe YAML file (or --from-manifest)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=1")
+    p.add_argument("--from-manifest", metavar="MODEL_DIR",
+                   help="re-run the recipe in a finished run's model/manifest.json instead of a recipe file")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in output_dir")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -80,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--output", help="write the JSON lines to this file instead of standard output")
 
+    p = sub.add_parser("export", help="export a finished run's model for other tools",
+                       description="Write a finished run's model in a format plain transformers / timm / "
+                       "onnxruntime load without tl_toolkit; LoRA adapters merged with --merge-lora.")
+    p.add_argument("run_dir", help="output_dir of a finished run (or its model/ directory)")
+    p.add_argument("--format", required=True, choices=["hf", "timm", "onnx"],
+                   help="hf: transformers save_pretrained (text); timm: timm's local format (images); onnx: a graph")
+    p.add_argument("--merge-lora", action="store_true", help="merge LoRA adapters into the weights (plain model)")
+    p.add_argument("--output", help="directory to write (default: RUN_DIR/export/FORMAT); must be new or empty")
+
     p = sub.add_parser("eval", help="evaluate a finished run",
                        description="Evaluate a finished run on its eval data, or on data.eval=... overridden.")
     p.add_argument("run_dir")
@@ -119,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ._pipeline import finetune
 
+    if args.from_manifest:
+        return _run_from_manifest(args)
+    if args.recipe is None:
+        raise UserError("run: give a recipe file, or --from-manifest MODEL_DIR to re-run a finished run")
     finetune(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet)
     return 0
 
@@ -145,6 +160,30 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(True)
     print(format_plan(plan(recipe, steps=args.steps)))
+    return 0
+
+
+def _run_from_manifest(args: argparse.Namespace) -> int:
+    """Re-run the recipe a manifest holds; say when the data or the starting weights are not the ones it pinned."""
+    from ._modelcard import read_manifest
+    from ._pipeline import finetune
+
+    if args.recipe is not None:
+        # argparse put the first override in the recipe slot.
+        if "=" not in args.recipe:
+            raise UserError(f"run: give either a recipe ({args.recipe}) or --from-manifest, not both")
+        args.overrides = [args.recipe, *args.overrides]
+    before = read_manifest(args.from_manifest)
+    result = finetune(before["recipe"], args.overrides, resume=args.resume, overwrite=args.overwrite,
+                      quiet=args.quiet)
+    after = read_manifest(result.model_dir)
+    for section, key in (("data", "train_fingerprint"), ("data", "eval_fingerprint"),
+                         ("backbone", "start_weights_sha256"), ("recipe_sha256", None)):
+        old, new = (before.get(section), after.get(section)) if key is None else (
+            before.get(section, {}).get(key), after.get(section, {}).get(key))
+        if old != new:
+            print(f"tl run: note: {section}{'.' + key if key else ''} differs from the manifest's "
+                  f"({old} -> {new})", file=sys.stderr)
     return 0
 
 
@@ -240,6 +279,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    quiet_libraries(True)
+    from ._export import export_run
+
+    target = export_run(args.run_dir, args.format, args.output, merge_lora=args.merge_lora)
+    print(f"wrote {target}/ ({args.format}{', LoRA merged' if args.merge_lora else ''})")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     quiet_libraries(True)
     from ._evaluate import evaluate_run
@@ -255,6 +303,7 @@ _COMMANDS: dict[str, Any] = {
     "list": _cmd_list,
     "predict": _cmd_predict,
     "eval": _cmd_eval,
+    "export": _cmd_export,
     "new-plugin": _cmd_new_plugin,
     "compare": _cmd_compare,
     "plan": _cmd_plan,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError
 from ._performance import enable_gradient_checkpointing, make_optimizer
+from ._trackers import tracker_config, tracker_values
 
 if TYPE_CHECKING:
     import datasets
@@ -39,6 +40,7 @@ class FitResult:
 
     model: nn.Module  # unwrapped, on the accelerator's device
     eval: dict[str, float]
+    eval_outputs: dict[str, list[int]] = field(default_factory=dict)  # final "labels" and "preds", for the report
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     accelerator: Accelerator | None = None
@@ -46,6 +48,9 @@ class FitResult:
 
 def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accelerator:
     """An ``Accelerator`` for the recipe's precision and accumulation settings.
+
+    ``log_with`` names accelerate trackers (``train.trackers``); those that keep
+    local files write them under ``output_dir/trackers``.
 
     Raises:
         UserError: the mixed-precision mode is not available on this machine.
@@ -67,6 +72,8 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
             dynamo_plugin=TorchDynamoPlugin(backend="inductor" if recipe.train.compile else "no"),
             # The shuffle order of epoch N depends on (seed, N) only, so a resumed run sees the same batches.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=recipe.seed),
+            log_with=log_with or None,
+            project_dir=str(recipe.output_path / "trackers") if log_with else None,
         )
     except (ValueError, RuntimeError) as e:
         raise UserError(
@@ -92,8 +99,15 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     )
 
 
-def evaluate(model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator) -> dict[str, float]:
-    """Loss, accuracy and macro-F1 of ``model`` over ``loader``."""
+def evaluate(
+    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator,
+    outputs: dict[str, list[int]] | None = None,
+) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of ``model`` over ``loader``.
+
+    ``outputs``, when given, receives the ``labels`` and ``preds`` behind the
+    metrics, so the report can draw a confusion matrix without a second pass.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -110,7 +124,10 @@ def evaluate(model: nn.Module, loader: Any, backbone: Backbone, accelerator: Acc
             preds.append(logits.argmax(-1).cpu())
             labels.append(batch_labels.cpu())
             losses.append(loss.cpu())
-    metrics = classification_metrics(torch.cat(labels).tolist(), torch.cat(preds).tolist())
+    y_true, y_pred = torch.cat(labels).tolist(), torch.cat(preds).tolist()
+    if outputs is not None:
+        outputs.update(labels=y_true, preds=y_pred)
+    metrics = classification_metrics(y_true, y_pred)
     metrics["loss"] = float(torch.cat(losses).mean())
     return metrics
 
@@ -174,11 +191,15 @@ def fit(
 
     def log(row: dict[str, Any]) -> None:
         history.append(row)
+        accelerator.log(tracker_values(row), step=row["step"])  # no-op without train.trackers
         if accelerator.is_main_process:
             with metrics_file.open("a") as f:
                 f.write(json.dumps(row) + "\n")
 
+    if accelerator.log_with:  # the trackers of train.trackers, filtered by accelerate
+        accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
+    outputs: dict[str, list[int]] = {}
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
@@ -187,7 +208,7 @@ def fit(
         strategy.train_mode(accelerator.unwrap_model(model))
         started = time.perf_counter()
         running, seen, epoch_loss, epoch_batches = 0.0, 0, 0.0, 0
-        progress.start(epoch, cfg.epochs, len(train_loader))
+        progress.start(epoch, cfg.epochs, len(train_loader), accelerator.num_processes)
         for batch in train_loader:
             with accelerator.accumulate(model):
                 logits = backbone.forward(model, batch)
@@ -209,7 +230,7 @@ def fit(
                 )
             running, seen = running + value, seen + 1
             epoch_loss, epoch_batches = epoch_loss + value, epoch_batches + 1
-            progress.advance(value, scheduler.get_last_lr()[0])
+            progress.advance(value, scheduler.get_last_lr()[0], len(batch["labels"]))
             if accelerator.sync_gradients:
                 step += 1
                 if step % cfg.log_every_steps == 0:
@@ -218,15 +239,16 @@ def fit(
                          "train_seconds": round(train_seconds + time.perf_counter() - started, 4)})
                     running, seen = 0.0, 0
         train_seconds += time.perf_counter() - started
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, outputs)
         log({"kind": "eval", "step": step, "epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1),
-             "eval": eval_metrics})
+             "eval": eval_metrics, "seconds": round(time.perf_counter() - started, 3)})
         progress.finish(eval_metrics, epoch_loss / max(epoch_batches, 1))
         _save_checkpoint(accelerator, ckpt_root, epoch + 1, step, history, train_seconds, cfg.keep_checkpoints)
-    if not eval_metrics:  # resumed a run whose every epoch was done
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator)
+    if not outputs:  # resumed a run whose every epoch was done
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, outputs)
+    accelerator.end_training()
     accelerator.wait_for_everyone()
-    return FitResult(accelerator.unwrap_model(model), eval_metrics, history, train_seconds, accelerator)
+    return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, train_seconds, accelerator)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -259,7 +281,12 @@ def _save_checkpoint(
 
 
 class _Progress:
-    """A rich progress bar per epoch on the main process of an interactive terminal; one line per epoch otherwise."""
+    """A rich progress bar per epoch on the main process of an interactive terminal; one line per epoch otherwise.
+
+    The bar shows the running loss, learning rate, samples/s and ETA. It is
+    transient: once an epoch ends it gives way to the same one-line summary a
+    log file gets, so logs never hold half-drawn bars.
+    """
 
     def __init__(self, accelerator: Accelerator, quiet: bool) -> None:
         self.accelerator = accelerator
@@ -267,22 +294,27 @@ class _Progress:
         self.live = not self.quiet and sys.stderr.isatty()
         self._bar: Any = None
 
-    def start(self, epoch: int, epochs: int, batches: int) -> None:
+    def start(self, epoch: int, epochs: int, batches: int, processes: int = 1) -> None:
         self.epoch, self.epochs, self.t0 = epoch, epochs, time.perf_counter()
+        self.samples, self.processes, self.rate = 0, processes, 0.0
         if self.live:
+            from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self._bar = Progress(
                 TextColumn(f"epoch {epoch + 1}/{epochs}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TextColumn("loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e}"), TimeElapsedColumn(),
-                TimeRemainingColumn(), transient=False,
+                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}  {task.fields[rate]:.1f} samples/s"),
+                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                console=Console(file=sys.stderr), transient=True,
             )
             self._bar.start()
-            self._task = self._bar.add_task("train", total=batches, loss=0.0, lr=0.0)
+            self._task = self._bar.add_task("train", total=batches, loss=0.0, lr=0.0, rate=0.0)
 
-    def advance(self, loss: float, lr: float) -> None:
+    def advance(self, loss: float, lr: float, batch_size: int) -> None:
+        self.samples += batch_size * self.processes  # every process trains a batch of this size
+        self.rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)  # training only, eval excluded
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, loss=loss, lr=lr)
+            self._bar.update(self._task, advance=1, loss=loss, lr=lr, rate=self.rate)
 
     def finish(self, metrics: dict[str, float], train_loss: float) -> None:
         if self._bar is not None:
@@ -293,7 +325,7 @@ class _Progress:
             print(
                 f"epoch {self.epoch + 1}/{self.epochs}: train_loss {train_loss:.4f}  "
                 f"eval_loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}  "
-                f"f1_macro {metrics['f1_macro']:.4f}  ({secs:.1f}s)",
+                f"f1_macro {metrics['f1_macro']:.4f}  ({secs:.1f}s, {self.rate:.1f} samples/s)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError
+from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe
 from ._registry import registry
@@ -105,7 +106,7 @@ def _prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
     started = (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
     if overwrite:
         for name in ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md",
-                     "recipe.yaml", "learning_curves.png", "eval.json"):
+                     "recipe.yaml", "learning_curves.png", "eval.json", "confusion_matrix.png", "trackers"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -135,7 +136,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
-    accelerator = make_accelerator(recipe)
+    accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
     if accelerator.is_main_process:
         _prepare_output_dir(out, resume, overwrite)
         (out / "recipe.yaml").write_text(recipe.to_yaml())
@@ -152,6 +153,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     task = Task(data.label_names)
     source = _load_source(source_dir, recipe) if source_dir else None
     model = backbone.build(task, source)
+    manifest = build_manifest(recipe, data, weights_sha256(model))
     total_params = sum(p.numel() for p in model.parameters())
     model = strategy.apply(model, backbone)
     trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -202,9 +204,11 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             k: round(result.eval[k] - baseline.metrics[k], 6) for k in ("accuracy", "f1_macro")
         }
     if accelerator.is_main_process:
-        from ._report import write_report
+        from ._report import class_metrics, write_report
 
-        write_report(out, recipe, summary, result.history)
+        summary["per_class"] = class_metrics(result.eval_outputs, task.label_names)
+        write_model_card(out / "model", recipe, summary, manifest, backbone)
+        write_report(out, recipe, summary, result.history, result.eval_outputs)
         _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         if not quiet:
             print(f"{recipe.name}: accuracy {result.eval['accuracy']:.4f}, f1_macro {result.eval['f1_macro']:.4f}"

@@ -87,6 +87,10 @@ class Backbone(ABC):
     modality: ClassVar[str] = "text"
     #: A pydantic model of ``backbone.options``; None accepts any options.
     options_model: ClassVar[Any] = None
+    #: The library whose plain loader reads what :meth:`save` writes (the model card's ``library_name``).
+    library: ClassVar[str] = ""
+    #: Formats :meth:`export` writes (``tl export --format``), e.g. ("hf", "onnx").
+    export_formats: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BackboneConfig, data: DataConfig) -> None:
         self.config = config
@@ -140,6 +144,22 @@ class Backbone(ABC):
     @abstractmethod
     def load(self, directory: Path) -> nn.Module:
         """Load a model written by :meth:`save` and set up preprocessing from it."""
+
+    def export(self, model: nn.Module, directory: Path, fmt: str, task: Task) -> dict[str, Any] | None:
+        """Write ``model`` (a plain module: LoRA adapters already merged) to ``directory`` in format ``fmt``.
+
+        Optional: ``tl export`` calls it for the formats listed in
+        :attr:`export_formats`. ONNX exports can call :func:`tl_toolkit.export_onnx`.
+
+        Returns:
+            Facts to record in the export's ``export.json`` (e.g. the ONNX check), or None.
+
+        Raises:
+            UserError: this backbone cannot export to ``fmt``.
+        """
+        from ._errors import UserError
+
+        raise UserError(f"--format: backbone {self.plugin_name!r} cannot export to {fmt!r}")
 
     def describe(self) -> str:
         """A short human-readable identity of the backbone (for reports)."""

@@ -107,6 +107,9 @@ class TrainConfig(_Section):
     feature_cache: Literal["auto", "off"] = Field(
         "auto", description="auto: a frozen backbone's features are computed once and cached on disk"
     )
+    trackers: list[str] = Field(
+        default_factory=list, description="accelerate trackers to log to: tensorboard | wandb | mlflow | ..."
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

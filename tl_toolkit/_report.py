@@ -1,73 +1,197 @@
-"""``report.md`` and its learning-curve plot, written at the end of a run."""
+"""``report.md`` and its plots, written at the end of a run.
+
+The report is what users keep and share: results and the transfer gain, a
+per-class table, the learning curves and the confusion matrix as PNGs, the
+per-epoch timings, the model's size, the source of a transfer, and the
+resolved recipe with the command that reproduces it.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._recipe import Recipe
 
-__all__ = ["plot_learning_curves", "write_report"]
+__all__ = ["class_metrics", "plot_confusion_matrix", "plot_learning_curves", "write_report"]
+
+CURVES_PNG = "learning_curves.png"
+CONFUSION_PNG = "confusion_matrix.png"
 
 
-def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Train loss per logged step and eval loss/accuracy per epoch, side by side."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Train loss per logged step and per epoch, eval loss, and eval accuracy/macro-F1 per epoch, side by side."""
+    plt = _pyplot()
     train = [r for r in history if r.get("kind") == "train"]
     evals = [r for r in history if r.get("kind") == "eval"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     if train:
-        ax_loss.plot([r["epoch"] for r in train], [r["train_loss"] for r in train], label="train loss", alpha=0.7)
+        ax_loss.plot([r["epoch"] for r in train], [r["train_loss"] for r in train], color="tab:blue", alpha=0.35,
+                     label="train loss (logged steps)")
     if evals:
         epochs = [r["epoch"] for r in evals]
-        ax_loss.plot(epochs, [r["train_loss"] for r in evals], "o-", label="train loss (epoch mean)")
-        ax_loss.plot(epochs, [r["eval"]["loss"] for r in evals], "s-", label="eval loss")
-        ax_acc.plot(epochs, [r["eval"]["accuracy"] for r in evals], "o-", label="accuracy")
-        ax_acc.plot(epochs, [r["eval"]["f1_macro"] for r in evals], "s--", label="macro-F1")
+        ax_loss.plot(epochs, [r["train_loss"] for r in evals], "o-", color="tab:blue", label="train loss (epoch mean)")
+        ax_loss.plot(epochs, [r["eval"]["loss"] for r in evals], "s-", color="tab:orange", label="eval loss")
+        ax_acc.plot(epochs, [r["eval"]["accuracy"] for r in evals], "o-", color="tab:green", label="accuracy")
+        ax_acc.plot(epochs, [r["eval"]["f1_macro"] for r in evals], "s--", color="tab:purple", label="macro-F1")
+        best = max(evals, key=lambda r: r["eval"]["accuracy"])
+        ax_acc.annotate(f"{best['eval']['accuracy']:.3f}", (best["epoch"], best["eval"]["accuracy"]),
+                        textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+        for ax in (ax_loss, ax_acc):
+            ax.set_xlim(0, max(epochs) + 0.3)
+            if max(epochs) <= 20:  # whole epochs on the axis, not 0.5 steps
+                ax.set_xticks(range(max(epochs) + 1))
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="score on held-out data", title="Held-out metrics", ylim=(0, 1.02))
+    ax_acc.set(xlabel="epoch", ylabel="score on held-out data", title="Held-out accuracy and macro-F1",
+               ylim=(0, 1.05))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+        if ax.lines:
+            ax.legend(loc="best", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def write_report(out: Path, recipe: Recipe, summary: dict[str, Any], history: list[dict[str, Any]]) -> None:
-    """Write ``report.md`` and ``learning_curves.png`` into ``out``."""
-    plot_learning_curves(history, out / "learning_curves.png", f"{recipe.name}: {summary['backbone']} "
-                         f"+ {summary['strategy']}")
-    ev = summary["eval"]
-    lines = [
-        f"# {recipe.name}",
-        "",
+def plot_confusion_matrix(labels: list[int], preds: list[int], names: list[str], path: Path, title: str) -> None:
+    """Counts of true (rows) against predicted (columns) labels, with the class names on both axes."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _pyplot()
+    n = len(names)
+    side = min(max(4.8, 0.6 * n + 2.5), 16)
+    fig, ax = plt.subplots(figsize=(side, side * 0.85), dpi=120)
+    ConfusionMatrixDisplay.from_predictions(
+        labels, preds, labels=list(range(n)), display_labels=[_short(x) for x in names], ax=ax, cmap="Blues",
+        include_values=n <= 30, xticks_rotation=45 if max(map(len, names), default=0) > 3 else "horizontal",
+        colorbar=True,
+    )
+    ax.set(xlabel="predicted label", ylabel="true label", title=title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _short(name: str, width: int = 18) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def class_metrics(outputs: dict[str, list[int]], names: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of each label on the eval data, by label name."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if not outputs.get("labels"):
+        return {}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        outputs["labels"], outputs["preds"], labels=list(range(len(names))), zero_division=0
+    )
+    return {
+        name: {"precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f), 6),
+               "support": int(s)}
+        for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
+    }
+
+
+def write_report(
+    out: Path,
+    recipe: Recipe,
+    summary: dict[str, Any],
+    history: list[dict[str, Any]],
+    outputs: dict[str, list[int]] | None = None,
+) -> None:
+    """Write ``report.md``, ``learning_curves.png`` and ``confusion_matrix.png`` into ``out``.
+
+    ``outputs`` holds the final evaluation's ``labels`` and ``preds``; without
+    them the confusion matrix is left out.
+    """
+    identity = f"{recipe.name}: {summary['backbone']} + {summary['strategy']}"
+    plot_learning_curves(history, out / CURVES_PNG, identity)
+    names = summary["label_names"]
+    lines = [f"# {recipe.name}", "", _intro(summary), ""]
+    lines += _source_lines(summary.get("source"))
+    lines += ["## Results", "", *_results_table(summary), ""]
+    per_class = summary.get("per_class") or {}
+    if per_class:
+        lines += ["## Per-class metrics", "", "| label | precision | recall | F1 | support |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+                  for name, m in per_class.items()]
+        lines.append("")
+    lines += ["## Learning curves", "", f"![learning curves]({CURVES_PNG})", ""]
+    if outputs and outputs.get("labels"):
+        plot_confusion_matrix(outputs["labels"], outputs["preds"], names, out / CONFUSION_PNG,
+                              f"{recipe.name}: confusion matrix ({len(outputs['labels'])} eval examples)")
+        lines += ["## Confusion matrix", "", f"![confusion matrix]({CONFUSION_PNG})", ""]
+    lines += _timing_lines(summary, history)
+    lines += ["## Recipe", "", "Reproduce this run with `tl run --from-manifest "
+              f"{out / 'model'}` (the manifest is in `model/README.md`).", "",
+              "```yaml", recipe.to_yaml().rstrip(), "```", ""]
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _intro(summary: dict[str, Any]) -> str:
+    share = summary["trainable_params"] / max(summary["total_params"], 1)
+    return (
         f"{summary['backbone']} fine-tuned with strategy **{summary['strategy']}** on "
         f"{summary['num_train_examples']} examples, evaluated on {summary['num_eval_examples']} held-out examples "
-        f"({len(summary['label_names'])} labels).",
-        "",
-    ]
-    if summary.get("source"):
-        lines += [f"Transferred from the source run `{summary['source']}`.", ""]
-    lines += [
+        f"({len(summary['label_names'])} labels). {summary['trainable_params']:,} of "
+        f"{summary['total_params']:,} parameters trained ({share:.2%})."
+    )
+
+
+def _source_lines(source: str | None) -> list[str]:
+    """Where a transfer run started: the source run's directory, task and score."""
+    if not source:
+        return []
+    run_dir = Path(source).parent
+    line = f"Transferred from the source run `{run_dir}`"
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file():
+        src = json.loads(summary_file.read_text())
+        line += (f" ({src.get('name')}: {src.get('backbone')} + {src.get('strategy')}, "
+                 f"{len(src.get('label_names', []))} labels, accuracy {src['eval']['accuracy']:.4f} on its own task)")
+    return [line + ".", ""]
+
+
+def _results_table(summary: dict[str, Any]) -> list[str]:
+    lines = [
         "| run | accuracy | macro-F1 | eval loss | trainable params | total params | train seconds |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        _row("this run", ev, summary),
+        _row("this run", summary["eval"], summary),
     ]
     for name, base in summary.get("baselines", {}).items():
         lines.append(_row(f"baseline: {name}", base["eval"], base))
     for name, gain in summary.get("transfer_gain", {}).items():
         lines += ["", f"**Transfer gain over {name}:** {gain['accuracy'] * 100:+.1f} pt accuracy, "
                   f"{gain['f1_macro'] * 100:+.1f} pt macro-F1."]
-    lines += ["", "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
-    lines += ["## Recipe", "", "```yaml", recipe.to_yaml().rstrip(), "```", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
+
+
+def _timing_lines(summary: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    evals = [r for r in history if r.get("kind") == "eval"]
+    lines = ["## Timings", "", f"Training took {summary['train_seconds']:.1f} s over {len(evals)} epochs.", ""]
+    if evals:
+        lines += ["| epoch | train loss | eval loss | accuracy | macro-F1 | seconds (train + eval) |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"| {r['epoch']} | {r['train_loss']:.4f} | {r['eval']['loss']:.4f} | {r['eval']['accuracy']:.4f} | "
+            f"{r['eval']['f1_macro']:.4f} | {r.get('seconds', float('nan')):.1f} |"
+            for r in evals
+        ]
+        lines.append("")
+    return lines
 
 
 def _row(name: str, ev: dict[str, float], s: dict[str, Any]) -> str:

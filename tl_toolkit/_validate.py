@@ -13,6 +13,7 @@ from ._data import check_data_paths
 from ._errors import RecipeError, UserError
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
+from ._trackers import tracker_problems
 
 __all__ = ["check_recipe", "validate"]
 
@@ -23,6 +24,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *_plugin_problems("backbone", recipe.backbone.plugin, recipe.backbone.options),
         *_plugin_problems("strategy", recipe.strategy.plugin, recipe.strategy.options),
         *check_data_paths(recipe.data),
+        *tracker_problems(recipe.train.trackers),
     ]
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")

@@ -1,0 +1,194 @@
+"""The model card (``model/README.md``) and the reproducibility manifest (``model/manifest.json``).
+
+The card follows the Hugging Face model-card format (YAML metadata header
+written by ``huggingface_hub``, then Markdown), so the model directory can be
+shared on the hub as it is. The manifest pins what the run depended on: the
+recipe and its hash, the data's ``datasets`` fingerprints, a hash of the
+starting weights, library versions and the seed; ``tl run --from-manifest
+model/`` re-runs the recipe it holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ._data import TaskData
+    from ._plugin_api import Backbone
+    from ._recipe import Recipe
+
+__all__ = ["MANIFEST", "build_manifest", "read_manifest", "weights_sha256", "write_model_card"]
+
+MANIFEST = "manifest.json"
+_LIBRARIES = ("tl-toolkit", "torch", "transformers", "timm", "peft", "accelerate", "datasets", "safetensors")
+_PIPELINE_TAGS = {"text": "text-classification", "image": "image-classification"}
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 over the model's state dict (names, dtypes, shapes and bytes), in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in _LIBRARIES:
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def build_manifest(recipe: Recipe, data: TaskData, start_weights_sha256: str) -> dict[str, Any]:
+    """What a run depended on, to re-run it and to tell whether a re-run saw the same inputs."""
+    return {
+        "format_version": 1,
+        "recipe": recipe.model_dump(mode="json"),
+        "recipe_sha256": hashlib.sha256(recipe.to_yaml().encode()).hexdigest(),
+        "seed": recipe.seed,
+        "data": {
+            # datasets' own fingerprints: they change when the files, the caps or the split change.
+            "train_fingerprint": data.train._fingerprint,
+            "eval_fingerprint": data.eval._fingerprint,
+            "num_train_examples": len(data.train),
+            "num_eval_examples": len(data.eval),
+            "label_names": data.label_names,
+        },
+        "backbone": {
+            "plugin": recipe.backbone.plugin,
+            "model": recipe.backbone.model,
+            "pretrained": recipe.backbone.pretrained,
+            "init_from": recipe.backbone.init_from,
+            "weights": recipe.backbone.weights,
+            "start_weights_sha256": start_weights_sha256,  # the model with its fresh head, before training
+        },
+        "libraries": _versions(),
+    }
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a finished run, given its output_dir or its ``model/`` directory.
+
+    Raises:
+        UserError: no manifest there, or it is not valid JSON.
+    """
+    path = Path(path)
+    candidates = [path / MANIFEST, path / "model" / MANIFEST] if path.is_dir() else [path]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise UserError(f"--from-manifest: {path} holds no {MANIFEST}; give the model/ directory of a finished run "
+                        f"(runs made before manifests existed have none: run their recipe.yaml instead)")
+    try:
+        manifest = json.loads(found.read_text(encoding="utf-8"))
+        return dict(manifest) | {"recipe": dict(manifest["recipe"])}
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"--from-manifest: {found} is not a tl_toolkit manifest (invalid JSON or no recipe)") from None
+
+
+def _dataset_name(recipe: Recipe) -> str:
+    data = recipe.data
+    if data.format == "hf" and data.name:
+        return data.name
+    if data.format == "digits":
+        return "sklearn-digits"
+    path = Path(data.train or "data")
+    # ".../sst2/train.tsv" and ".../cifar10/train/" are both the data set of their parent folder.
+    return path.parent.name if path.suffix or path.name.lower() in ("train", "training") else path.name
+
+
+def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, modality: str) -> Any:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    task = _PIPELINE_TAGS.get(modality, "classification")
+    dataset = _dataset_name(recipe)
+    model = recipe.backbone.model
+    hub_id = recipe.backbone.pretrained and not Path(model).exists() and model.count("/") <= 1
+    return ModelCardData(
+        library_name=library or None,
+        pipeline_tag=task,
+        tags=["tl-toolkit", task, recipe.backbone.plugin, f"strategy-{recipe.strategy.plugin}"]
+        + (["transfer-learning"] if recipe.backbone.init_from else []),
+        datasets=[dataset],
+        metrics=["accuracy", "f1"],
+        base_model=model if hub_id else None,
+        model_name=recipe.name,
+        eval_results=[
+            EvalResult(task_type=task, dataset_type=recipe.data.format, dataset_name=dataset,
+                       dataset_split="eval" if recipe.data.eval else "held-out", metric_type=metric, metric_name=name,
+                       metric_value=round(summary["eval"][key], 6))
+            for metric, name, key in (("accuracy", "accuracy", "accuracy"), ("f1", "macro-F1", "f1_macro"))
+        ],
+    )
+
+
+def _usage(library: str, model_dir: Path, backbone: Backbone) -> list[str]:
+    if library == "transformers":
+        code = ["from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+                f'model = AutoModelForSequenceClassification.from_pretrained("{model_dir}")',
+                f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")']
+    elif library == "timm":
+        code = ["import timm", "", f'model = timm.create_model("local-dir:{model_dir}", pretrained=True)',
+                "config = timm.data.resolve_data_config({}, model=model)",
+                "transform = timm.data.create_transform(**config)"]
+    elif library == "peft":
+        fmt = backbone.export_formats[0] if backbone.export_formats else "FORMAT"
+        code = ["# LoRA adapter and head in peft's format, on the base model saved in base/.",
+                f"# `tl export {model_dir.parent} --format {fmt} --merge-lora` writes a plain model without peft."]
+    else:
+        return []
+    return ["```python", *code, "```", ""]
+
+
+def write_model_card(
+    model_dir: Path, recipe: Recipe, summary: dict[str, Any], manifest: dict[str, Any], backbone: Backbone
+) -> None:
+    """Write ``README.md`` (the model card) and ``manifest.json`` into a run's ``model/`` directory.
+
+    The card's ``library_name`` is the ecosystem whose plain loader reads
+    ``model_dir``: the backbone's (``Backbone.library``), or ``peft`` when the
+    strategy saved adapters.
+    """
+    from huggingface_hub import ModelCard
+
+    library = "peft" if (model_dir / "adapter_config.json").is_file() else backbone.library
+    modality = backbone.modality
+
+    ev = summary["eval"]
+    body = [
+        f"# {recipe.name}", "",
+        f"{summary['backbone']} fine-tuned with tl_toolkit (strategy **{summary['strategy']}**) to classify "
+        f"{len(summary['label_names'])} labels: {', '.join(summary['label_names'][:20])}"
+        f"{', ...' if len(summary['label_names']) > 20 else ''}.", "",
+        "## Results", "",
+        f"On {summary['num_eval_examples']} held-out examples: accuracy **{ev['accuracy']:.4f}**, "
+        f"macro-F1 **{ev['f1_macro']:.4f}**, loss {ev['loss']:.4f}. Trained on {summary['num_train_examples']} "
+        f"examples for {summary['epochs']} epochs ({summary['train_seconds']:.1f} s); "
+        f"{summary['trainable_params']:,} of {summary['total_params']:,} parameters trained.", "",
+    ]
+    if summary.get("source"):
+        body += [f"Transferred from the source run `{Path(summary['source']).parent}`.", ""]
+    body += ["## Usage", "", f"```console\ntl predict {model_dir.parent} INPUT...\n```", ""]
+    body += _usage(library, model_dir, backbone)
+    body += ["## Training recipe", "", "```yaml", recipe.to_yaml().rstrip(), "```", "",
+             "## Reproducibility", "", f"`tl run --from-manifest {model_dir}` re-runs this recipe "
+             "(add `output_dir=...` to keep this run). The manifest:", "",
+             "```json", json.dumps(manifest, indent=2), "```", ""]
+    card = ModelCard("---\n" + _card_data(recipe, summary, library, modality).to_yaml() + "\n---\n\n" + "\n".join(body))
+    card.save(str(model_dir / "README.md"))
+    (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
