@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe
@@ -138,7 +139,6 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     accelerator = make_accelerator(recipe)
     if accelerator.is_main_process:
         _prepare_output_dir(out, resume, overwrite)
-        (out / "recipe.yaml").write_text(recipe.to_yaml())
     accelerator.wait_for_everyone()
     set_seed(recipe.seed)
 
@@ -166,6 +166,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             f"{len(data.eval)} eval examples, {task.num_labels} labels, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
+    if accelerator.is_main_process:  # written once data and model are known good: a bad input changes nothing
+        write_atomic(out / "recipe.yaml", recipe.to_yaml())
     # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
@@ -185,6 +187,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "strategy": recipe.strategy.plugin,
         "source": str(source_dir) if source_dir else None,
     }
+    if result.best_checkpoint:
+        summary["best_checkpoint"] = result.best_checkpoint
     if accelerator.is_main_process:
         _save_model(result.model, backbone, strategy, recipe, task, out)
     accelerator.wait_for_everyone()
@@ -201,7 +205,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         from ._report import write_report
 
         write_report(out, recipe, summary, result.history)
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         if not quiet:
             print(f"{recipe.name}: accuracy {result.eval['accuracy']:.4f}, f1_macro {result.eval['f1_macro']:.4f}"
                   f" -> {out}")
@@ -220,12 +224,6 @@ def _run_baseline(recipe: Recipe, name: str, out: Path, **flags: Any) -> Finetun
         # A frozen or adapted random network is not the scratch baseline: all of it trains.
         data["strategy"] = {"plugin": "full", "options": {}}
     return _run(Recipe.model_validate(data), **flags)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _save_model(model: nn.Module, backbone: Backbone, strategy: Strategy, recipe: Recipe, task: Task, out: Path):
