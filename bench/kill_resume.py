@@ -35,8 +35,8 @@ RECIPE = {
     "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False,
                  "options": {"augment": False}},
     "data": {"format": "digits", "train": "train", "eval": "test", "image_size": 32,
-             "max_train_samples": 96, "max_eval_samples": 256},
-    "train": {"epochs": 3, "batch_size": 8, "lr": 1.0e-3, "log_every_steps": 1,
+             "max_train_samples": 64, "max_eval_samples": 128},
+    "train": {"epochs": 2, "batch_size": 8, "lr": 1.0e-3, "log_every_steps": 1,
               "checkpoint_every_steps": 3, "keep_checkpoints": 2},
 }
 
