@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING
 
 from tl_toolkit import Backbone, Strategy
 
-from .full import NoOptions
-
 if TYPE_CHECKING:
     from torch import nn
 
@@ -16,8 +14,6 @@ __all__ = ["HeadOnlyStrategy"]
 
 class HeadOnlyStrategy(Strategy):
     """Freeze the backbone and train only the classification head (feature transfer)."""
-
-    options_model = NoOptions
 
     def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
         self.heads = backbone.head_names(model)

@@ -220,8 +220,6 @@ STRATEGY_CASES: list[Case] = [
      ("strategy.options.r",)),
     ("unknown LoRA option", lambda e: _validate(e, e.text_recipe(strategy={
         "plugin": "lora", "options": {"rank": 4}})), ("strategy.options", "rank")),
-    ("options for a strategy that takes none", lambda e: _validate(e, e.text_recipe(strategy={
-        "plugin": "full", "options": {"r": 4}})), ("strategy.options",)),
 ]
 
 CLI_CASES: list[Case] = [

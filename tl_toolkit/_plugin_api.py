@@ -221,8 +221,8 @@ def _option_problems(model: Any, options: dict[str, Any], key: str) -> list[str]
             name = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 valid = list(model.model_fields)
-                listed = f"Valid options: {', '.join(valid)}" if valid else "This plugin takes no options."
-                out.append(f"{key}.{name}: unknown option.{suggest(str(err['loc'][-1]), valid)} {listed}")
+                out.append(f"{key}.{name}: unknown option.{suggest(str(err['loc'][-1]), valid)} "
+                           f"Valid options: {', '.join(valid)}")
             else:
                 out.append(f"{key}.{name}: {err['msg']}, got {err.get('input')!r}")
         return out
