@@ -1,19 +1,21 @@
 """Kill a run with SIGKILL at random moments, resume it each time, and compare with an uninterrupted run.
 
-For each strategy: one uninterrupted ``tl run`` gives the reference metrics and
-its duration; then the same recipe is started in a fresh output directory and
-killed ``--kills`` times at moments drawn (with ``--seed``) across that
-duration, each time restarted with ``--resume``; half of the kills wait for a
-checkpoint being written (a hidden ``.*.tmp`` folder) so that saving is hit
-too. After the last kill, ``--resume`` runs to the end, and the final eval
-metrics and every logged loss must equal the reference exactly (CPU, same
-seed). Prints, per kill, the phase it hit (train, eval, save) and the newest
-checkpoint it resumed from; exits 1 on any mismatch.
+For each strategy: one uninterrupted ``tl run`` gives the reference metrics
+and its number of optimizer steps; then the same recipe is started in a fresh
+output directory and killed ``--kills`` times, each time restarted with
+``--resume``. The moments are drawn with ``--seed``: a random step of the run
+(in increasing order, always past the newest checkpoint so the run moves on),
+and there a random phase: during training (a random delay after that step is
+logged), during evaluation (just after an epoch's last step is logged), or
+while a checkpoint is being written (as soon as a hidden ``.*.tmp`` folder
+appears). Moments follow the run's progress, not the clock, so a loaded
+machine changes nothing. After the last kill, ``--resume`` runs to the end, and
+the final eval metrics and every logged loss must equal the reference exactly
+(CPU, same seed). Prints, per kill, the phase it hit and the checkpoints left;
+exits 1 on any mismatch.
 
 Usage: python bench/kill_resume.py [--strategies full lora] [--kills 10] [--seed 0] [--workdir DIR]
 """
-
-from __future__ import annotations
 
 import argparse
 import json
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -58,18 +61,51 @@ def _phase(out: Path) -> str:
     return "train" if rows else "startup"
 
 
-def _kill_at(proc: subprocess.Popen[bytes], out: Path, delay: float, wait_for_save: bool) -> str:
-    """Kill ``proc`` after ``delay`` seconds (then, optionally, as soon as a checkpoint is being written)."""
-    deadline = time.monotonic() + delay
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    while wait_for_save and proc.poll() is None and not any((out / "checkpoints").glob(".*.tmp")):
-        time.sleep(0.002)
+def _logged_step(out: Path) -> int:
+    rows = _rows(out) if (out / "metrics.jsonl").is_file() else []
+    return max((r["step"] for r in rows), default=0)
+
+
+def _epoch_end_logged(out: Path) -> bool:
+    rows = _rows(out) if (out / "metrics.jsonl").is_file() else []
+    return bool(rows) and rows[-1]["kind"] == "train" and float(rows[-1]["epoch"]).is_integer()
+
+
+def _wait(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> bool:
+    """Poll until ``ready()``; False when the run ended first."""
+    while proc.poll() is None:
+        try:
+            if ready():
+                return True
+        except (OSError, ValueError):  # a file being rewritten under us
+            pass
+        time.sleep(0.005)
+    return False
+
+
+def _kill_at(proc: subprocess.Popen[bytes], out: Path, step: int, phase: str, rng: random.Random) -> str:
+    """Kill ``proc`` in ``phase`` once the run has logged ``step``."""
+    ckpts = out / "checkpoints"
+    reached = _wait(proc, lambda: _logged_step(out) >= step)
+    if reached and phase == "eval":
+        reached = _wait(proc, lambda: _epoch_end_logged(out))
+        time.sleep(rng.uniform(0.0, 0.3))
+    elif reached and phase == "save":
+        reached = _wait(proc, lambda: any(ckpts.glob(".*.tmp")))
+        time.sleep(rng.uniform(0.0, 0.05))
+    elif reached:
+        time.sleep(rng.uniform(0.0, 0.5))
     if proc.poll() is not None:
         return "finished"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return _phase(out)
+
+
+def _newest_step(out: Path) -> int:
+    states = [json.loads((p / "trainer_state.json").read_text()) for p in (out / "checkpoints").glob("[!.]*")
+              if (p / "trainer_state.json").is_file()] if (out / "checkpoints").is_dir() else []
+    return max((s["step"] for s in states), default=0)
 
 
 def _rows(out: Path) -> list[dict]:
@@ -87,16 +123,21 @@ def run_strategy(strategy: str, kills: int, rng: random.Random, work: Path) -> b
     if proc.returncode != 0:
         print(err.decode()[-2000:])
         return False
-    print(f"{strategy}: uninterrupted run {duration:.1f}s, eval {json.loads((straight / 'summary.json').read_text())['eval']}")
+    reference = json.loads((straight / "summary.json").read_text())["eval"]
+    print(f"{strategy}: uninterrupted run {duration:.1f}s, eval {reference}", flush=True)
 
-    for i in range(kills):
-        wait_for_save = i % 2 == 1
-        delay = rng.uniform(0.3, 1.0) * duration
+    total = _logged_step(straight)
+    targets = sorted(rng.sample(range(1, total + 1), min(kills, total)))
+    phases = ["train", "eval", "save"]
+    for i, target in enumerate(targets):
+        # Past what the killed run already logged, so the stale log of the last run cannot trigger the kill.
+        step = min(max(target, _newest_step(killed) + 1, _logged_step(killed) + 1), total)
+        phase = phases[rng.randrange(3)]
         proc = _start(recipe, killed, resume=i > 0)
-        phase = _kill_at(proc, killed, delay, wait_for_save)
+        hit = _kill_at(proc, killed, step, phase, rng)
         ckpts = sorted(p.name for p in (killed / "checkpoints").glob("[!.]*")) if (killed / "checkpoints").is_dir() else []
-        print(f"  kill {i + 1:2d}: after {delay:5.1f}s{' + save' if wait_for_save else ''} -> hit {phase:8s} "
-              f"checkpoints {ckpts}")
+        print(f"  kill {i + 1:2d}: aimed at {phase} after step {step:2d} -> hit {hit:8s} checkpoints left {ckpts}",
+              flush=True)
     proc = _start(recipe, killed, resume=True)
     _, err = proc.communicate()
     if proc.returncode != 0:

@@ -123,7 +123,14 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
 ) -> FitResult:
-    """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch."""
+    """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
+
+    With ``resume``, training continues from the newest checkpoint, inside an epoch when it was
+    taken there (``train.checkpoint_every_steps``).
+
+    Raises:
+        UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
+    """
     import torch
     import torch.nn.functional as F
     from transformers import get_scheduler
