@@ -4,8 +4,8 @@ For each strategy: one uninterrupted ``tl run`` gives the reference metrics
 and its number of optimizer steps; then the same recipe is started in a fresh
 output directory and killed ``--kills`` times, each time restarted with
 ``--resume``. The moments are drawn with ``--seed``: a random step of the run
-(in increasing order, always past the newest checkpoint so the run moves on),
-and there a random phase: during training (a random delay after that step is
+(always past what the killed run already logged, so it moves on, and spread
+over what is left), and there a random phase: during training (a random delay after that step is
 logged), during evaluation (just after an epoch's last step is logged), or
 while a checkpoint is being written (as soon as a hidden ``.*.tmp`` folder
 appears). Moments follow the run's progress, not the clock, so a loaded
@@ -38,9 +38,9 @@ RECIPE = {
     "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False,
                  "options": {"augment": False}},
     "data": {"format": "digits", "train": "train", "eval": "test", "image_size": 32,
-             "max_train_samples": 64, "max_eval_samples": 128},
-    "train": {"epochs": 2, "batch_size": 8, "lr": 1.0e-3, "log_every_steps": 1,
-              "checkpoint_every_steps": 3, "keep_checkpoints": 2},
+             "max_train_samples": 48, "max_eval_samples": 96},
+    "train": {"epochs": 3, "batch_size": 4, "lr": 1.0e-3, "log_every_steps": 1,
+              "checkpoint_every_steps": 5, "keep_checkpoints": 2},
 }
 
 
@@ -127,12 +127,15 @@ def run_strategy(strategy: str, kills: int, rng: random.Random, work: Path) -> b
     print(f"{strategy}: uninterrupted run {duration:.1f}s, eval {reference}", flush=True)
 
     total = _logged_step(straight)
-    targets = sorted(rng.sample(range(1, total + 1), min(kills, total)))
-    phases = ["train", "eval", "save"]
-    for i, target in enumerate(targets):
-        # Past what the killed run already logged, so the stale log of the last run cannot trigger the kill.
-        step = min(max(target, _newest_step(killed) + 1, _logged_step(killed) + 1), total)
-        phase = phases[rng.randrange(3)]
+    epoch_ends = [r["step"] for r in _rows(straight) if r["kind"] == "eval"]
+    for i in range(kills):
+        # Past what the killed run already logged, so the stale log of the last run cannot trigger the kill,
+        # and spread over what is left so the ten kills reach the end of the run.
+        done = max(_newest_step(killed), _logged_step(killed))
+        phase = ["train", "eval", "save"][rng.randrange(3)]
+        step = min(done + rng.randint(1, max(1, 2 * (total - done) // (kills - i))), total)
+        if phase == "eval":
+            step = next((end for end in epoch_ends if end >= step), total)
         proc = _start(recipe, killed, resume=i > 0)
         hit = _kill_at(proc, killed, step, phase, rng)
         ckpts = sorted(p.name for p in (killed / "checkpoints").glob("[!.]*")) if (killed / "checkpoints").is_dir() else []

@@ -61,6 +61,7 @@ def test_two_processes_match_one_with_the_same_global_batch(bert_without_dropout
 
     one = tl_toolkit.finetune(path, [f"output_dir={tmp_path / 'one'}", "train.batch_size=4"], quiet=True)
     summary = json.loads((two / "summary.json").read_text())
+    print(f"two processes: {summary['eval']}\none process:   {one.metrics}")
     assert summary["eval"] == pytest.approx(one.metrics, abs=1e-3)
     # gather_for_metrics counts each of the 50 eval examples once, not the padding of the uneven shards.
     assert round(summary["eval"]["accuracy"] * 50, 6).is_integer()
