@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,16 @@ class BertBackbone(Backbone):
 
     @property
     def _remote_code(self) -> bool:
-        return BertOptions.model_validate(self.config.options).trust_remote_code
+        trusted = BertOptions.model_validate(self.config.options).trust_remote_code
+        if trusted and not getattr(self, "_warned_remote_code", False):
+            # Said once a run, loudly: the model's own Python code runs in this process.
+            self._warned_remote_code = True
+            warnings.warn(
+                f"backbone.options.trust_remote_code is true: {self.config.model!r} may run its own Python code "
+                f"in this process; set it only for models whose code you have read or trust",
+                UserWarning, stacklevel=2,
+            )
+        return trusted
 
     def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
         from transformers import AutoConfig, AutoModelForSequenceClassification

@@ -1,7 +1,8 @@
 """The ``tl`` command line.
 
 Exit codes: 0 success, 2 a problem the user can fix (printed one per line,
-no traceback), 1 an internal error (with its traceback). ``tl --help`` and
+no traceback), 1 an internal error (its traceback, also written to a log file
+whose path is printed). ``tl --help`` and
 ``tl list`` never import torch.
 """
 
@@ -125,6 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tl {args.command}: interrupted; `tl run RECIPE --resume` continues a run", file=sys.stderr)
         return 130
+    except Exception:
+        from ._crash import report_internal_error
+
+        report_internal_error(f"tl {args.command}", argv if argv is not None else sys.argv[1:])
+        return 1
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError, suggest
+from ._inputs import example_problems, text_file_problems
 
 if TYPE_CHECKING:
     import datasets
@@ -52,6 +53,8 @@ def check_data_paths(data: DataConfig) -> list[str]:
                 problems.append(f"data.{key}: folder {value!r} not found; give a folder of <class>/<image> files")
             elif data.format != "imagefolder" and not path.exists():
                 problems.append(f"data.{key}: file {value!r} not found; check the path (relative to {Path.cwd()})")
+            else:
+                problems.extend(text_file_problems(f"data.{key}", path, data.format))
     if data.format == "hf" and not (data.name or data.train):
         problems.append("data.name: format 'hf' needs a dataset id or a local dataset directory")
     return problems
@@ -171,6 +174,7 @@ def _checked(ds: datasets.Dataset, data: DataConfig, inputs: list[str], split: s
                 f"data.{key}: column {col!r} not in {where!r}.{suggest(col, ds.column_names)} "
                 f"Columns there: {', '.join(ds.column_names)}"
             )
+    problems = problems or example_problems(ds, {c: _column_key(data, c) for c in inputs}, where)
     if problems:
         raise UserError(problems)
     return ds

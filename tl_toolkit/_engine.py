@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
 from ._performance import enable_gradient_checkpointing, make_optimizer
 from ._trackers import tracker_config, tracker_values
@@ -31,9 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FitResult", "evaluate", "fit", "make_accelerator"]
 
-_STATE_FILE = "trainer_state.json"
-
-
 @dataclass
 class FitResult:
     """What a finished training loop hands back."""
@@ -44,6 +41,7 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     accelerator: Accelerator | None = None
+    best_checkpoint: dict[str, Any] | None = None  # {"checkpoint", "metric", "value"} with train.best_metric
 
 
 def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accelerator:
@@ -144,7 +142,15 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
 ) -> FitResult:
-    """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch."""
+    """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
+
+    With ``resume``, training continues from the newest checkpoint, inside an epoch when it was
+    taken there (``train.checkpoint_every_steps``).
+
+    Raises:
+        UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
+    """
+    import torch
     import torch.nn.functional as F
     from transformers import get_scheduler
 
@@ -173,24 +179,15 @@ def fit(
     # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
 
-    ckpt_root = out_dir / "checkpoints"
-    history: list[dict[str, Any]] = []
-    start_epoch, step, train_seconds = 0, 0, 0.0
-    if resume:
-        latest = latest_checkpoint(ckpt_root)
-        if latest is not None:
-            accelerator.load_state(str(latest))
-            state = json.loads((latest / _STATE_FILE).read_text())
-            start_epoch, step = state["epoch"], state["step"]
-            history, train_seconds = state["history"], state["train_seconds"]
-            accelerator.print(f"Resuming from {latest} (epoch {start_epoch} of {cfg.epochs} done)")
+    checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg)
+    state = (checkpoints.resume() if resume else None) or TrainState()
     metrics_file = out_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         # Rewritten from the checkpoint's history so a resumed run's log matches an uninterrupted one.
-        metrics_file.write_text("".join(json.dumps(row) + "\n" for row in history))
+        write_atomic(metrics_file, "".join(json.dumps(row) + "\n" for row in state.history))
 
     def log(row: dict[str, Any]) -> None:
-        history.append(row)
+        state.history.append(row)
         accelerator.log(tracker_values(row), step=row["step"])  # no-op without train.trackers
         if accelerator.is_main_process:
             with metrics_file.open("a") as f:
@@ -200,84 +197,93 @@ def fit(
         accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
     outputs: dict[str, list[int]] = {}
+    history = state.history
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(state.epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
         strategy.on_epoch_start(accelerator.unwrap_model(model), epoch, cfg.epochs)
+        # A mid-epoch checkpoint: the same shuffle of this epoch, without the batches already trained.
+        loader = accelerator.skip_first_batches(train_loader, state.batch) if state.batch else train_loader
         model.train()
         strategy.train_mode(accelerator.unwrap_model(model))
-        started = time.perf_counter()
-        running, seen, epoch_loss, epoch_batches = 0.0, 0, 0.0, 0
+        started = epoch_started = time.perf_counter()
         progress.start(epoch, cfg.epochs, len(train_loader), accelerator.num_processes)
-        for batch in train_loader:
+        for batch in loader:
             with accelerator.accumulate(model):
                 logits = backbone.forward(model, batch)
                 loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
                 extra = strategy.extra_loss(model, batch, logits)
                 if extra is not None:
                     loss = loss + extra
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
+                finite = _all_finite(accelerator, loss)
+                if finite:
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            value = loss.detach().float().item()
-            if not math.isfinite(value):
-                raise UserError(
-                    f"train: the loss became {value} at step {step} of epoch {epoch + 1}; lower train.lr "
-                    f"(now {cfg.lr}) or set train.max_grad_norm"
-                )
-            running, seen = running + value, seen + 1
-            epoch_loss, epoch_batches = epoch_loss + value, epoch_batches + 1
-            progress.advance(value, scheduler.get_last_lr()[0], len(batch["labels"]))
+            state.batch += 1
+            if finite:
+                value = loss.detach().float().item()
+                state.window_loss, state.window_batches = state.window_loss + value, state.window_batches + 1
+                state.epoch_loss, state.epoch_batches = state.epoch_loss + value, state.epoch_batches + 1
+                progress.advance(value, scheduler.get_last_lr()[0], len(batch["labels"]))
+            else:
+                _on_nonfinite(accelerator, cfg, loss, state, checkpoints.root)
             if accelerator.sync_gradients:
-                step += 1
-                if step % cfg.log_every_steps == 0:
-                    log({"kind": "train", "step": step, "epoch": round(epoch + epoch_batches / len(train_loader), 4),
-                         "train_loss": running / seen, "lr": scheduler.get_last_lr()[0],
-                         "train_seconds": round(train_seconds + time.perf_counter() - started, 4)})
-                    running, seen = 0.0, 0
-        train_seconds += time.perf_counter() - started
+                state.step += 1
+                if state.step % cfg.log_every_steps == 0 and state.window_batches:
+                    log({"kind": "train", "step": state.step,
+                         "epoch": round(epoch + state.batch / len(train_loader), 4),
+                         "train_loss": state.window_loss / state.window_batches, "lr": scheduler.get_last_lr()[0],
+                         "train_seconds": round(state.train_seconds + time.perf_counter() - started, 4)})
+                    state.window_loss, state.window_batches = 0.0, 0
+                every = cfg.checkpoint_every_steps
+                if every and state.step % every == 0 and state.batch < len(train_loader):
+                    state.train_seconds += time.perf_counter() - started
+                    checkpoints.save(state)
+                    started = time.perf_counter()
+        state.train_seconds += time.perf_counter() - started
         eval_metrics = evaluate(model, eval_loader, backbone, accelerator, outputs)
-        log({"kind": "eval", "step": step, "epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1),
-             "eval": eval_metrics, "seconds": round(time.perf_counter() - started, 3)})
-        progress.finish(eval_metrics, epoch_loss / max(epoch_batches, 1))
-        _save_checkpoint(accelerator, ckpt_root, epoch + 1, step, history, train_seconds, cfg.keep_checkpoints)
+        epoch_train_loss = state.epoch_loss / max(state.epoch_batches, 1)
+        log({"kind": "eval", "step": state.step, "epoch": epoch + 1, "train_loss": epoch_train_loss,
+             "eval": eval_metrics, "seconds": round(time.perf_counter() - epoch_started, 3)})
+        progress.finish(eval_metrics, epoch_train_loss)
+        state.epoch, state.batch, state.epoch_loss, state.epoch_batches = epoch + 1, 0, 0.0, 0
+        checkpoints.save(state, eval_metrics)
     if not outputs:  # resumed a run whose every epoch was done
         eval_metrics = evaluate(model, eval_loader, backbone, accelerator, outputs)
     accelerator.end_training()
     accelerator.wait_for_everyone()
-    return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, train_seconds, accelerator)
+    return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, state.train_seconds,
+                     accelerator, best_checkpoint=state.best)
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest complete epoch checkpoint under ``root`` (its state file is written last)."""
-    done = [p for p in root.glob("epoch-*") if (p / _STATE_FILE).is_file()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+def _all_finite(accelerator: Accelerator, loss: Any) -> bool:
+    """Whether the loss is finite on every process: they must agree, or one would step while another stops."""
+    import torch
+
+    finite = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
+    return bool(finite.item() == 1.0)
 
 
-def _save_checkpoint(
-    accelerator: Accelerator, root: Path, epoch: int, step: int, history: list[dict[str, Any]],
-    train_seconds: float, keep: int,
-) -> None:
-    final = root / f"epoch-{epoch}"
-    tmp = root / f".epoch-{epoch}.tmp"
-    if accelerator.is_main_process:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()  # every process writes its RNG state into tmp
-    accelerator.save_state(str(tmp))
-    if accelerator.is_main_process:
-        state = {"epoch": epoch, "step": step, "history": history, "train_seconds": train_seconds}
-        (tmp / _STATE_FILE).write_text(json.dumps(state))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)  # a kill before this leaves the previous checkpoint as the newest
-        for old in sorted(root.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+def _on_nonfinite(accelerator: Accelerator, cfg: Any, loss: Any, state: TrainState, root: Path) -> None:
+    """Skip the step (``train.skip_nonfinite``), or stop with the step named and the last good checkpoint kept."""
+    value = loss.detach().float().item()
+    where = f"step {state.step + 1} (epoch {state.epoch + 1}, batch {state.batch})"
+    if cfg.skip_nonfinite:
+        state.skipped_steps += 1
+        accelerator.print(f"train: the loss is {value} at {where}; skipped that step (train.skip_nonfinite)")
+        return
+    last = latest_checkpoint(root)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise UserError(
+        f"train: the loss became {value} at {where}; stopped, {kept}. Lower train.lr (now {cfg.lr}), "
+        f"set train.max_grad_norm, or set train.skip_nonfinite=true to skip such steps"
+    )
 
 
 class _Progress:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
@@ -139,7 +140,6 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
     if accelerator.is_main_process:
         _prepare_output_dir(out, resume, overwrite)
-        (out / "recipe.yaml").write_text(recipe.to_yaml())
     accelerator.wait_for_everyone()
     set_seed(recipe.seed)
 
@@ -168,6 +168,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             f"{len(data.eval)} eval examples, {task.num_labels} labels, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
+    if accelerator.is_main_process:  # written once data and model are known good: a bad input changes nothing
+        write_atomic(out / "recipe.yaml", recipe.to_yaml())
     from ._feature_cache import use_cached_features
 
     cached = use_cached_features(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, quiet)
@@ -191,6 +193,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "source": str(source_dir) if source_dir else None,
         "feature_cache": cached.summary,
     }
+    if result.best_checkpoint:
+        summary["best_checkpoint"] = result.best_checkpoint
     if accelerator.is_main_process:
         _save_model(result.model, backbone, strategy, recipe, task, out)
     accelerator.wait_for_everyone()
@@ -209,7 +213,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         summary["per_class"] = class_metrics(result.eval_outputs, task.label_names)
         write_model_card(out / "model", recipe, summary, manifest, backbone)
         write_report(out, recipe, summary, result.history, result.eval_outputs)
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "
+")
         if not quiet:
             print(f"{recipe.name}: accuracy {result.eval['accuracy']:.4f}, f1_macro {result.eval['f1_macro']:.4f}"
                   f" -> {out}")
@@ -233,12 +238,6 @@ def scratch_recipe(recipe: Recipe, name: str, output_dir: Path) -> Recipe:
         # A frozen or adapted random network is not the scratch baseline: all of it trains.
         data["strategy"] = {"plugin": "full", "options": {}}
     return Recipe.model_validate(data)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _save_model(model: nn.Module, backbone: Backbone, strategy: Strategy, recipe: Recipe, task: Task, out: Path):

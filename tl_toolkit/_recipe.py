@@ -99,7 +99,14 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     log_every_steps: int = Field(10, ge=1)
-    keep_checkpoints: int = Field(1, ge=1, description="epoch checkpoints kept for --resume")
+    keep_checkpoints: int = Field(1, ge=1, description="newest checkpoints kept for --resume")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="also checkpoint every this many optimizer steps; null: at epoch ends only"
+    )
+    best_metric: Literal["accuracy", "f1_macro", "loss"] | None = Field(
+        None, description="also keep the epoch checkpoint with the best value of this eval metric (loss: lowest)"
+    )
+    skip_nonfinite: bool = Field(False, description="skip a step whose loss is NaN or inf instead of stopping")
     compile: bool = Field(False, description="torch.compile the model (through accelerate's dynamo plugin)")
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less memory, about a third more compute"

@@ -26,11 +26,23 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *check_data_paths(recipe.data),
         *tracker_problems(recipe.train.trackers),
     ]
+    problems.extend(_model_path_problems(recipe.backbone.model))
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
         problems.extend(_check_init_from(recipe.backbone.init_from, recipe.backbone.plugin))
     return problems
+
+
+def _model_path_problems(model: str) -> list[str]:
+    """A ``backbone.model`` written as a path (absolute, ``./``, ``../``, ``~``) is never a hub id: it must exist."""
+    if not model.startswith(("/", "./", "../", "~")):
+        return []
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return []
+    return [f"backbone.model: local model directory {model!r} not found; give the folder holding the model's "
+            f"config.json, or a hub id such as 'bert-base-uncased'"]
 
 
 def _plugin_problems(kind: str, name: str, options: Any) -> list[str]:
