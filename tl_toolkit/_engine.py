@@ -150,7 +150,6 @@ def fit(
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
     """
-    import torch
     import torch.nn.functional as F
     from transformers import get_scheduler
 

@@ -213,8 +213,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         summary["per_class"] = class_metrics(result.eval_outputs, task.label_names)
         write_model_card(out / "model", recipe, summary, manifest, backbone)
         write_report(out, recipe, summary, result.history, result.eval_outputs)
-        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "
-")
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         if not quiet:
             print(f"{recipe.name}: accuracy {result.eval['accuracy']:.4f}, f1_macro {result.eval['f1_macro']:.4f}"
                   f" -> {out}")
