@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from torch import nn
 
+    from ._metrics import Objective
     from ._plugin_api import Backbone, Strategy
     from ._recipe import Recipe
 
@@ -78,10 +79,17 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     from torch.utils.data import DataLoader
 
     generator = torch.Generator().manual_seed(recipe.seed)
+    lengths = backbone.lengths(ds) if shuffle and recipe.train.group_by_length else None
+    sampler = None
+    if lengths is not None:  # similar lengths share a batch: less padding, same randomness across batches
+        from ._sampling import LengthGroupedSampler
+
+        sampler, shuffle = LengthGroupedSampler(lengths, batch_size, recipe.seed), False
     return DataLoader(
         ds,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         collate_fn=backbone.collate,
         num_workers=recipe.train.num_workers,
         pin_memory=torch.cuda.is_available(),
@@ -90,25 +98,27 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     )
 
 
-def evaluate(model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator) -> dict[str, float]:
-    """Loss, accuracy and macro-F1 of ``model`` over ``loader``."""
+def evaluate(
+    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator, objective: Objective | None = None
+) -> dict[str, float]:
+    """The task's metrics and loss of ``model`` over ``loader`` (accuracy and macro-F1 for classification)."""
     import torch
-    import torch.nn.functional as F
 
-    from ._metrics import classification_metrics
+    from ._metrics import Objective
 
+    objective = objective or Objective()
     model.eval()
-    preds, labels, losses = [], [], []
+    all_logits, labels, losses = [], [], []
     with torch.no_grad():
         for batch in loader:
             logits = backbone.forward(model, batch).float()
-            loss = F.cross_entropy(logits, batch["labels"], reduction="none")
+            loss = objective.loss(logits, batch["labels"], reduction="none")
             # gather_for_metrics drops the samples duplicated to even out the last batch across processes.
             logits, batch_labels, loss = accelerator.gather_for_metrics((logits, batch["labels"], loss))
-            preds.append(logits.argmax(-1).cpu())
+            all_logits.append(logits.cpu())
             labels.append(batch_labels.cpu())
             losses.append(loss.cpu())
-    metrics = classification_metrics(torch.cat(labels).tolist(), torch.cat(preds).tolist())
+    metrics = objective.metrics(torch.cat(all_logits), torch.cat(labels))
     metrics["loss"] = float(torch.cat(losses).mean())
     return metrics
 
@@ -124,11 +134,18 @@ def fit(
     accelerator: Accelerator,
     resume: bool = False,
     quiet: bool = False,
+    objective: Objective | None = None,
 ) -> FitResult:
-    """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch."""
+    """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
+
+    ``objective`` holds the task's loss and metrics (default: single-label classification).
+    """
     import torch
-    import torch.nn.functional as F
     from transformers import get_scheduler
+
+    from ._metrics import Objective
+
+    objective = objective or Objective(label_smoothing=recipe.train.label_smoothing)
 
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
@@ -184,7 +201,7 @@ def fit(
         for batch in train_loader:
             with accelerator.accumulate(model):
                 logits = backbone.forward(model, batch)
-                loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
+                loss = objective.loss(logits, batch["labels"])
                 extra = strategy.extra_loss(model, batch, logits)
                 if extra is not None:
                     loss = loss + extra
@@ -210,13 +227,13 @@ def fit(
                          "train_loss": running / seen, "lr": scheduler.get_last_lr()[0]})
                     running, seen = 0.0, 0
         train_seconds += time.perf_counter() - started
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective)
         log({"kind": "eval", "step": step, "epoch": epoch + 1, "train_loss": epoch_loss / max(epoch_batches, 1),
              "eval": eval_metrics})
         progress.finish(eval_metrics, epoch_loss / max(epoch_batches, 1))
         _save_checkpoint(accelerator, ckpt_root, epoch + 1, step, history, train_seconds, cfg.keep_checkpoints)
     if not eval_metrics:  # resumed a run whose every epoch was done
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective)
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, history, train_seconds, accelerator)
 
@@ -282,10 +299,10 @@ class _Progress:
             self._bar = None
         if not self.quiet:
             secs = time.perf_counter() - self.t0
+            scores = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "loss")
             print(
                 f"epoch {self.epoch + 1}/{self.epochs}: train_loss {train_loss:.4f}  "
-                f"eval_loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}  "
-                f"f1_macro {metrics['f1_macro']:.4f}  ({secs:.1f}s)",
+                f"eval_loss {metrics['loss']:.4f}  {scores}  ({secs:.1f}s)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -10,6 +10,14 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_learning_curves", "write_report"]
 
+# How the report names a metric; any other metric appears under its own key.
+_LABELS = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "mse": "MSE"}
+
+
+def _scores(metrics: dict[str, float]) -> list[str]:
+    """The held-out metrics a report shows (accuracy and macro-F1, or the regression scores): all but the loss."""
+    return [k for k in metrics if k != "loss"]
+
 
 def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     """Train loss per logged step and eval loss/accuracy per epoch, side by side."""
@@ -27,10 +35,10 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str) 
         epochs = [r["epoch"] for r in evals]
         ax_loss.plot(epochs, [r["train_loss"] for r in evals], "o-", label="train loss (epoch mean)")
         ax_loss.plot(epochs, [r["eval"]["loss"] for r in evals], "s-", label="eval loss")
-        ax_acc.plot(epochs, [r["eval"]["accuracy"] for r in evals], "o-", label="accuracy")
-        ax_acc.plot(epochs, [r["eval"]["f1_macro"] for r in evals], "s--", label="macro-F1")
+        for name, style in zip(_scores(evals[-1]["eval"]), ("o-", "s--", "^:"), strict=False):
+            ax_acc.plot(epochs, [r["eval"][name] for r in evals], style, label=_LABELS.get(name, name))
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="score on held-out data", title="Held-out metrics", ylim=(0, 1.02))
+    ax_acc.set(xlabel="epoch", ylabel="score on held-out data", title="Held-out metrics")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
@@ -56,15 +64,16 @@ def write_report(out: Path, recipe: Recipe, summary: dict[str, Any], history: li
     if summary.get("source"):
         lines += [f"Transferred from the source run `{summary['source']}`.", ""]
     lines += [
-        "| run | accuracy | macro-F1 | eval loss | trainable params | total params | train seconds |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| run | {' | '.join(_LABELS.get(k, k) for k in _scores(ev))} | eval loss | trainable params | total params "
+        f"| train seconds |",
+        "| --- |" + " ---: |" * (len(_scores(ev)) + 4),
         _row("this run", ev, summary),
     ]
     for name, base in summary.get("baselines", {}).items():
         lines.append(_row(f"baseline: {name}", base["eval"], base))
     for name, gain in summary.get("transfer_gain", {}).items():
-        lines += ["", f"**Transfer gain over {name}:** {gain['accuracy'] * 100:+.1f} pt accuracy, "
-                  f"{gain['f1_macro'] * 100:+.1f} pt macro-F1."]
+        gains = ", ".join(f"{value * 100:+.1f} pt {_LABELS.get(k, k)}" for k, value in gain.items())
+        lines += ["", f"**Transfer gain over {name}:** {gains}."]
     lines += ["", "## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     lines += ["## Recipe", "", "```yaml", recipe.to_yaml().rstrip(), "```", ""]
     (out / "report.md").write_text("\n".join(lines))
@@ -72,6 +81,6 @@ def write_report(out: Path, recipe: Recipe, summary: dict[str, Any], history: li
 
 def _row(name: str, ev: dict[str, float], s: dict[str, Any]) -> str:
     return (
-        f"| {name} | {ev['accuracy']:.4f} | {ev['f1_macro']:.4f} | {ev['loss']:.4f} | "
+        f"| {name} | {' | '.join(f'{ev[k]:.4f}' for k in _scores(ev))} | {ev['loss']:.4f} | "
         f"{s['trainable_params']:,} | {s['total_params']:,} | {s['train_seconds']:.1f} |"
     )
