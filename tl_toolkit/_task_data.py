@@ -67,11 +67,14 @@ def load_other_task(
 
 
 def _encoded(ds: datasets.Dataset, data: DataConfig, split: str, encode: Any) -> datasets.Dataset:
-    """``ds`` with a ``labels`` column made by ``encode`` from each label cell; an empty cell is an error."""
+    """``ds`` with a ``labels`` column made by ``encode`` from each label cell.
+
+    An empty cell is an error for regression; for multi-label it is an example with no label.
+    """
     column = data.label_column
     values = ds[column]
     bad = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and v != v)]
-    if bad:
+    if bad and data.task == "regression":
         raise UserError(f"data.{split}: {len(bad)} rows of {getattr(data, split)!r} have no value in label column "
                         f"{column!r} (first at row {bad[0]}); fill or drop them")
     try:
