@@ -199,6 +199,30 @@ def test_length_grouped_batches_are_random_reproducible_and_tight() -> None:
     assert means != sorted(means) and means != sorted(means, reverse=True)
 
 
+def test_length_grouped_batches_through_accelerate_shards_and_epochs() -> None:
+    """accelerate moves the sampler on with set_epoch and hands each process whole batches of the same order."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    from tl_toolkit._sampling import LengthGroupedSampler
+
+    lengths = [(i * 37) % 50 + 1 for i in range(256)]
+
+    def batches(processes: int, index: int, epoch: int) -> list[list[int]]:
+        loader = DataLoader(list(range(256)), batch_size=8, sampler=LengthGroupedSampler(lengths, 8, seed=1))
+        shard = prepare_data_loader(loader, num_processes=processes, process_index=index, put_on_device=False,
+                                    use_seedable_sampler=True)
+        shard.set_epoch(epoch)
+        return [b.tolist() for b in shard]
+
+    whole = batches(1, 0, epoch=2)
+    assert whole != batches(1, 0, epoch=3)
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in whole]
+    assert sum(spread) / len(spread) < 10  # random batches of 8 from lengths 1..50 spread about 38
+    first, second = batches(2, 0, epoch=2), batches(2, 1, epoch=2)
+    assert [b for pair in zip(first, second, strict=True) for b in pair] == whole
+
+
 def test_truncation_warning_counts_examples(tiny_bert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     bb = bert(tiny_bert_dir, max_length=8)
     bb.build(Task(["a", "b"]))

@@ -18,7 +18,7 @@ What the engine calls, in order::
     groups = strategy.parameter_groups(model, weight_decay)
     each epoch: model.train(); strategy.train_mode(model)
         logits = backbone.forward(model, batch)
-        loss = cross_entropy(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
+        loss = task_loss(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
     strategy.save(model, backbone, directory, task)
 
 Nothing here imports torch: ``import tl_toolkit`` and ``tl list`` stay cheap.
