@@ -59,10 +59,14 @@ def run_trainer(args: argparse.Namespace, sentences: list[str], labels: list[int
     """What a practitioner writes by hand: Trainer defaults, the strategy applied with peft or requires_grad."""
     import datasets
     import numpy as np
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
-
     from tl_toolkit_plugins.bert import resolve_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     path = resolve_model(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(path)
