@@ -149,13 +149,11 @@ class BertBackbone(Backbone):
         pretrained = self.config.pretrained and not self.config.weights
         config = AutoConfig.from_pretrained(path, trust_remote_code=remote, **_label_kwargs(task))
         pooling = self._pooling(path)
-        if pooling is None:
-            auto: Any = AutoModelForSequenceClassification
-        else:
-            auto = AutoModel
-        encoder = (auto.from_pretrained(path, config=config, trust_remote_code=remote) if pretrained
-                   else auto.from_config(config, trust_remote_code=remote))
-        return encoder if pooling is None else self._pooled(encoder, pooling, task)
+        # With a pooling of our own only the bare encoder loads; otherwise transformers' classifier, head and all.
+        auto: Any = AutoModelForSequenceClassification if pooling is None else AutoModel
+        model = (auto.from_pretrained(path, config=config, trust_remote_code=remote) if pretrained
+                 else auto.from_config(config, trust_remote_code=remote))
+        return model if pooling is None else self._pooled(model, pooling, task)
 
     @staticmethod
     def _pooled(encoder: nn.Module, pooling: str, task: Task) -> nn.Module:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SST2, plain_predictions, run_tl
+from conftest import ROOT, SST2, plain_predictions, run_tl
 
 from tl_toolkit import BackboneConfig, DataConfig, Task, finetune
 from tl_toolkit._registry import registry
@@ -98,6 +98,16 @@ def test_pooled_run_saves_labels_and_plain_libraries_predict_the_same(tmp_path: 
 
     ours = [row["label"] for row in predict(result.output_dir, [inputs])]
     assert ours == plain_predictions("bert", model_dir, [str(inputs)], "full")
+
+
+@pytest.mark.slow
+def test_text_quickstart_learns_the_reviews(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipes/quickstart_text.yaml, as shipped: packaged MiniLM, the repo's review set, a report."""
+    monkeypatch.chdir(ROOT)  # the recipe's data paths are relative to the repository root
+    result = finetune(ROOT / "recipes/quickstart_text.yaml", quiet=True, output_dir=str(tmp_path / "run"))
+    assert result.summary["num_train_examples"] == 240 and result.summary["num_eval_examples"] == 80
+    assert result.metrics["accuracy"] >= 0.9
+    assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "model" / "1_Pooling").is_dir()
 
 
 # -- task kinds -----------------------------------------------------------------
