@@ -2,20 +2,28 @@
 
 Any encoder ``AutoModelForSequenceClassification`` loads (BERT, DistilBERT,
 RoBERTa, ALBERT, ELECTRA, MiniLM, ...), from a hub id or a local directory;
-single sentences or sentence pairs. Tokenisation runs through
-``datasets.map`` (cached by fingerprint); batches are padded dynamically.
-Models are saved with ``save_pretrained``, label names in ``id2label``.
+single sentences or sentence pairs; single-label, multi-label or regression
+heads. The head sits on the pooling the checkpoint was trained with: a
+sentence-transformers checkpoint ships ``1_Pooling/config.json`` (mean pooling
+for all-MiniLM-L6-v2), and its head goes on that (``bert_pooling.py``); other
+checkpoints keep their transformers classification head. Tokenisation runs
+through ``datasets.map`` (cached by fingerprint), with a warning that counts
+the examples ``data.max_length`` truncates; batches are padded dynamically and
+the engine groups them by length (:meth:`BertBackbone.lengths`). Models are
+saved with ``save_pretrained``, label names in ``id2label``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, read_state_dict
 
@@ -24,7 +32,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["BertBackbone", "BertOptions"]
+__all__ = ["BertBackbone", "BertOptions", "checkpoint_pooling", "resolve_model"]
+
+log = logging.getLogger(__name__)
 
 # Hub ids that an installed package ships as a local model directory: (module, folder inside it).
 PACKAGED_MODELS: dict[str, tuple[str, str]] = {
@@ -33,6 +43,10 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
 
 # Head modules of the sequence-classification classes, by attribute name.
 _HEAD_ATTRS = ("pre_classifier", "classifier", "score")
+
+# transformers' problem_type for each of tl_toolkit's task kinds (saved in config.json).
+_PROBLEM_TYPES = {"classification": "single_label_classification", "multi_label": "multi_label_classification",
+                  "regression": "regression"}
 
 # Default LoRA targets: the attention query and value projections, by naming scheme.
 _QV_NAMES = (("query", "value"), ("q_lin", "v_lin"), ("q_proj", "v_proj"))
@@ -43,7 +57,24 @@ class BertOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    trust_remote_code: bool = False  # run a hub model's own code; only for models you trust
+    trust_remote_code: bool = Field(False, description="run a hub model's own code; only for models you trust")
+    pooling: Literal["auto", "mean", "cls", "max"] = Field(
+        "auto", description="what the head reads: auto = the checkpoint's sentence-transformers pooling if it "
+        "ships one, else the model's own classification head; mean | max over tokens, or the cls token state"
+    )
+
+
+def checkpoint_pooling(path: str) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with (``1_Pooling/config.json``), or None."""
+    from tl_toolkit_plugins.bert_pooling import POOLING_FILE, pooling_from_st_config
+    from transformers.utils import cached_file
+
+    try:  # a local directory or the hub (its cache offline); a checkpoint without the file is not an error
+        found = cached_file(path, POOLING_FILE, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+    except OSError:
+        return None
+    return pooling_from_st_config(json.loads(Path(found).read_text())) if found else None
 
 
 def resolve_model(name: str) -> str:
@@ -72,17 +103,21 @@ def resolve_model(name: str) -> str:
 
 
 class BertBackbone(Backbone):
-    """BERT-family encoders (transformers) for sentence and sentence-pair classification."""
+    """BERT-family encoders (transformers) for sentence and sentence-pair classification and regression."""
 
     modality = "text"
     options_model = BertOptions
     library = "transformers"
     export_formats = ("hf", "onnx")
 
+    @property
+    def options(self) -> BertOptions:
+        return BertOptions.model_validate(self.config.options)
+
     def _load_tokenizer(self, path: str) -> None:
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self._remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.options.trust_remote_code)
 
     @property
     def _remote_code(self) -> bool:
@@ -97,9 +132,12 @@ class BertBackbone(Backbone):
             )
         return trusted
 
-    def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+    def _pooling(self, path: str) -> str | None:
+        """The pooling the head reads (None: the model's own classification head)."""
+        chosen = self.options.pooling
+        return checkpoint_pooling(path) if chosen == "auto" else chosen
 
+    def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
         if source is not None:
             if isinstance(source.backbone, BertBackbone):
                 self.tokenizer = source.backbone.tokenizer
@@ -107,16 +145,9 @@ class BertBackbone(Backbone):
                 self._load_tokenizer(str(source.directory))
             return self._with_fresh_head(source.model, task)
         path = resolve_model(self.config.model)
-        label_kwargs = {"num_labels": task.num_labels, "id2label": task.id2label, "label2id": task.label2id}
         try:
             self._load_tokenizer(path)
-            if self.config.pretrained and not self.config.weights:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    path, trust_remote_code=self._remote_code, **label_kwargs
-                )
-            else:
-                config = AutoConfig.from_pretrained(path, trust_remote_code=self._remote_code, **label_kwargs)
-                model = AutoModelForSequenceClassification.from_config(config)
+            model = self._new_model(path, task)
         except OSError as e:
             raise UserError(
                 f"backbone.model: cannot load {self.config.model!r}: {str(e).splitlines()[0]}. "
@@ -126,22 +157,52 @@ class BertBackbone(Backbone):
             self._load_weights(model, Path(self.config.weights))
         return model
 
+    def _new_model(self, path: str, task: Task) -> nn.Module:
+        """The encoder at ``path`` (pretrained or random) with a fresh head for ``task``."""
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+        remote = self.options.trust_remote_code
+        pretrained = self.config.pretrained and not self.config.weights
+        config = AutoConfig.from_pretrained(path, trust_remote_code=remote, **_label_kwargs(task))
+        pooling = self._pooling(path)
+        # With a pooling of our own only the bare encoder loads; otherwise transformers' classifier, head and all.
+        auto: Any = AutoModelForSequenceClassification if pooling is None else AutoModel
+        model = (auto.from_pretrained(path, config=config, trust_remote_code=remote) if pretrained
+                 else auto.from_config(config, trust_remote_code=remote))
+        return model if pooling is None else self._pooled(model, pooling, task)
+
+    @staticmethod
+    def _pooled(encoder: nn.Module, pooling: str, task: Task) -> nn.Module:
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier
+
+        return PooledClassifier(encoder, pooling, task.num_labels)
+
     def _with_fresh_head(self, model: nn.Module, task: Task) -> nn.Module:
+        """The source model's encoder under a new head for ``task``, on the pooling this recipe asks for."""
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier
         from transformers import AutoModelForSequenceClassification
 
-        config = model.config
-        config.num_labels, config.id2label, config.label2id = task.num_labels, task.id2label, task.label2id
-        fresh = AutoModelForSequenceClassification.from_config(config)
-        heads = tuple(f"{h}." for h in self.head_names(fresh))
-        body = {k: v for k, v in model.state_dict().items() if not k.startswith(heads)}
-        fresh.load_state_dict(body, strict=False)
+        encoder: Any = model.encoder if isinstance(model, PooledClassifier) else model.base_model
+        for key, value in _label_kwargs(task).items():
+            setattr(encoder.config, key, value)
+        pooling = self.options.pooling
+        if pooling == "auto":
+            pooling = model.pooling if isinstance(model, PooledClassifier) else None
+        if pooling is not None:
+            return self._pooled(encoder, pooling, task)
+        fresh = AutoModelForSequenceClassification.from_config(encoder.config)
+        fresh.base_model.load_state_dict(encoder.state_dict())
         return fresh
 
     def _load_weights(self, model: nn.Module, path: Path) -> None:
         state = read_state_dict(path)
         heads = tuple(f"{h}." for h in self.head_names(model))
         state = {k: v for k, v in state.items() if not k.startswith(heads)}
-        result = model.load_state_dict(state, strict=False)
+        target: Any = model
+        if hasattr(model, "pooling"):  # a PooledClassifier: the file may hold a bare encoder or a whole classifier
+            target = model.encoder
+            state = _encoder_state(state, target.base_model_prefix)
+        result = target.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(heads)]
         if missing or result.unexpected_keys:
             raise UserError(
@@ -156,10 +217,22 @@ class BertBackbone(Backbone):
         def tokenize(batch: dict[str, list[Any]]) -> Any:
             first = ["" if t is None else str(t) for t in batch[text]]
             second = ["" if t is None else str(t) for t in batch[pair]] if pair else None
-            return self.tokenizer(first, second, truncation=True, max_length=max_length)
+            encoded = self.tokenizer(first, second, truncation=True, max_length=max_length)
+            # Tokenised again without the cap only to count what the cap cuts; datasets caches both.
+            full = self.tokenizer(first, second, truncation=False, verbose=False)["input_ids"]
+            encoded["_truncated"] = [len(ids) > max_length for ids in full]
+            return encoded
 
         inputs = [c for c in (text, pair) if c]
-        return dataset.map(tokenize, batched=True, remove_columns=inputs, desc="Tokenizing")
+        out = dataset.map(tokenize, batched=True, remove_columns=inputs, desc="Tokenizing")
+        truncated = sum(out["_truncated"])
+        if truncated:
+            log.warning("data.max_length=%d truncates %d of %d examples (%.1f%%); raise it to keep their ends",
+                        max_length, truncated, len(out), 100 * truncated / len(out))
+        return out.remove_columns("_truncated")
+
+    def lengths(self, dataset: datasets.Dataset) -> list[int]:
+        return [len(ids) for ids in dataset["input_ids"]]
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         # Pad each batch to its own longest example, not to max_length.
@@ -228,8 +301,14 @@ class BertBackbone(Backbone):
         return blocks
 
     def save(self, model: nn.Module, directory: Path, task: Task) -> None:
-        model.config.id2label, model.config.label2id = task.id2label, task.label2id
-        model.save_pretrained(str(directory), safe_serialization=True)
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier, save_pooled
+
+        for key, value in _label_kwargs(task).items():
+            setattr(model.config, key, value)
+        if isinstance(model, PooledClassifier):
+            save_pooled(model, directory)
+        else:
+            model.save_pretrained(str(directory), safe_serialization=True)
         self.tokenizer.save_pretrained(str(directory))
 
     def export(self, model: nn.Module, directory: Path, fmt: str, task: Task) -> dict[str, Any] | None:
@@ -248,8 +327,26 @@ class BertBackbone(Backbone):
         return report
 
     def load(self, directory: Path) -> nn.Module:
+        from tl_toolkit_plugins.bert_pooling import HEAD_FILE, load_pooled
         from transformers import AutoModelForSequenceClassification
 
         self._load_tokenizer(str(directory))
-        return AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=self._remote_code)
+        remote = self.options.trust_remote_code
+        if (directory / HEAD_FILE).is_file():
+            return load_pooled(directory, trust_remote_code=remote)
+        return AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=remote)
 
+
+def _encoder_state(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The bare encoder's weights from a file of a bare encoder, a transformers classifier (``bert.``-prefixed)
+    or a pooled classifier (``encoder.``-prefixed)."""
+    for head in (f"{prefix}.", "encoder."):
+        if any(k.startswith(f"{head}embeddings.") for k in state):
+            return {k.removeprefix(head): v for k, v in state.items() if k.startswith(head)}
+    return state
+
+
+def _label_kwargs(task: Task) -> dict[str, Any]:
+    """What a transformers config records about the task: label names and the problem type."""
+    return {"num_labels": task.num_labels, "id2label": task.id2label, "label2id": task.label2id,
+            "problem_type": _PROBLEM_TYPES[task.problem_type]}

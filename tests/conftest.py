@@ -96,6 +96,29 @@ def predict_inputs(backbone: str, tmp_path: Path) -> list[str]:
     return [str(p) for p in sorted((CIFAR10 / "test" / "cat").glob("*.jpg"))[:10]]
 
 
+def MeanPooled(directory: Path):
+    """A mean-pooled text classifier from plain transformers and safetensors (how a user reads a pooled run)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    class _MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(directory)
+            self.config = self.encoder.config
+            head = load_file(str(directory / "classifier.safetensors"))
+            self.classifier = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
+            self.classifier.load_state_dict(head)
+
+        def forward(self, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+            hidden = self.encoder(attention_mask=attention_mask, **inputs).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).float()
+            return self.classifier((hidden * mask).sum(1) / mask.sum(1))
+
+    return _MeanPooled()
+
+
 def plain_predictions(
     backbone: str, model_dir: Path, inputs: list[str], strategy: str, max_length: int = 128
 ) -> list[str]:
@@ -107,7 +130,8 @@ def plain_predictions(
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         base_dir = model_dir / "base" if lora else model_dir
-        model = AutoModelForSequenceClassification.from_pretrained(base_dir)
+        pooled = (base_dir / "classifier.safetensors").is_file()
+        model = MeanPooled(base_dir) if pooled else AutoModelForSequenceClassification.from_pretrained(base_dir)
         if lora:
             from peft import PeftModel
 
@@ -115,8 +139,9 @@ def plain_predictions(
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
         texts = Path(inputs[0]).read_text().splitlines()
         with torch.no_grad():
-            logits = model.eval()(**tokenizer(texts, padding=True, truncation=True, max_length=max_length,
-                                               return_tensors="pt")).logits
+            out = model.eval()(**tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                                            return_tensors="pt"))
+        logits = out if pooled else out.logits
         config = (model.get_base_model() if lora else model).config
         return [config.id2label[i] for i in logits.argmax(-1).tolist()]
 

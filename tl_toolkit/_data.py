@@ -74,7 +74,10 @@ def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
     train = _checked(train, data, input_columns, "train")
     if evals is not None:
         evals = _checked(evals, data, input_columns, "eval")
+    if data.task != "classification":
+        from ._task_data import load_other_task
 
+        return load_other_task(train, evals, data, input_columns, seed)
 
     train = _with_string_labels(train, data.label_column, "train", data.train)
     if evals is not None:

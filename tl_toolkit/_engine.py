@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from torch import nn
 
+    from ._metrics import Objective
     from ._plugin_api import Backbone, Strategy
     from ._recipe import Recipe
 
@@ -85,10 +86,17 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     from torch.utils.data import DataLoader
 
     generator = torch.Generator().manual_seed(recipe.seed)
+    lengths = backbone.lengths(ds) if shuffle and recipe.train.group_by_length else None
+    sampler = None
+    if lengths is not None:  # similar lengths share a batch: less padding, same randomness across batches
+        from ._sampling import LengthGroupedSampler
+
+        sampler, shuffle = LengthGroupedSampler(lengths, batch_size, recipe.seed), False
     return DataLoader(
         ds,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         collate_fn=backbone.collate,
         num_workers=recipe.train.num_workers,
         pin_memory=torch.cuda.is_available(),
@@ -98,34 +106,35 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
 
 
 def evaluate(
-    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator,
+    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator, objective: Objective | None = None,
     outputs: dict[str, list[int]] | None = None,
 ) -> dict[str, float]:
-    """Loss, accuracy and macro-F1 of ``model`` over ``loader``.
+    """The task's metrics and loss of ``model`` over ``loader`` (accuracy and macro-F1 for classification).
 
-    ``outputs``, when given, receives the ``labels`` and ``preds`` behind the
-    metrics, so the report can draw a confusion matrix without a second pass.
+    ``outputs``, when given, receives the ``labels`` and ``preds`` behind a
+    classification's metrics, so the report can draw a confusion matrix
+    without a second pass.
     """
     import torch
-    import torch.nn.functional as F
 
-    from ._metrics import classification_metrics
+    from ._metrics import Objective
 
+    objective = objective or Objective()
     model.eval()
-    preds, labels, losses = [], [], []
+    all_logits, labels, losses = [], [], []
     with torch.no_grad():
         for batch in loader:
             logits = backbone.forward(model, batch).float()
-            loss = F.cross_entropy(logits, batch["labels"], reduction="none")
+            loss = objective.loss(logits, batch["labels"], reduction="none")
             # gather_for_metrics drops the samples duplicated to even out the last batch across processes.
             logits, batch_labels, loss = accelerator.gather_for_metrics((logits, batch["labels"], loss))
-            preds.append(logits.argmax(-1).cpu())
+            all_logits.append(logits.cpu())
             labels.append(batch_labels.cpu())
             losses.append(loss.cpu())
-    y_true, y_pred = torch.cat(labels).tolist(), torch.cat(preds).tolist()
-    if outputs is not None:
-        outputs.update(labels=y_true, preds=y_pred)
-    metrics = classification_metrics(y_true, y_pred)
+    all_labels, logits = torch.cat(labels), torch.cat(all_logits)
+    if outputs is not None and objective.problem_type == "classification":
+        outputs.update(labels=all_labels.tolist(), preds=objective.predict(logits).tolist())
+    metrics = objective.metrics(logits, all_labels)
     metrics["loss"] = float(torch.cat(losses).mean())
     return metrics
 
@@ -141,17 +150,22 @@ def fit(
     accelerator: Accelerator,
     resume: bool = False,
     quiet: bool = False,
+    objective: Objective | None = None,
 ) -> FitResult:
     """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
 
     With ``resume``, training continues from the newest checkpoint, inside an epoch when it was
-    taken there (``train.checkpoint_every_steps``).
+    taken there (``train.checkpoint_every_steps``). ``objective`` holds the task's loss and metrics
+    (default: single-label classification).
 
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
     """
-    import torch.nn.functional as F
     from transformers import get_scheduler
+
+    from ._metrics import Objective
+
+    objective = objective or Objective(label_smoothing=recipe.train.label_smoothing)
 
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
@@ -196,6 +210,7 @@ def fit(
         accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
     outputs: dict[str, list[int]] = {}
+    evaluated = False
     history = state.history
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
     for epoch in range(state.epoch, cfg.epochs):
@@ -210,7 +225,7 @@ def fit(
         for batch in loader:
             with accelerator.accumulate(model):
                 logits = backbone.forward(model, batch)
-                loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
+                loss = objective.loss(logits, batch["labels"])
                 extra = strategy.extra_loss(model, batch, logits)
                 if extra is not None:
                     loss = loss + extra
@@ -244,15 +259,16 @@ def fit(
                     checkpoints.save(state)
                     started = time.perf_counter()
         state.train_seconds += time.perf_counter() - started
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, outputs)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
+        evaluated = True
         epoch_train_loss = state.epoch_loss / max(state.epoch_batches, 1)
         log({"kind": "eval", "step": state.step, "epoch": epoch + 1, "train_loss": epoch_train_loss,
              "eval": eval_metrics, "seconds": round(time.perf_counter() - epoch_started, 3)})
         progress.finish(eval_metrics, epoch_train_loss)
         state.epoch, state.batch, state.epoch_loss, state.epoch_batches = epoch + 1, 0, 0.0, 0
         checkpoints.save(state, eval_metrics)
-    if not outputs:  # resumed a run whose every epoch was done
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, outputs)
+    if not evaluated:  # resumed a run whose every epoch was done
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
     accelerator.end_training()
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, state.train_seconds,
@@ -327,10 +343,10 @@ class _Progress:
             self._bar = None
         if not self.quiet:
             secs = time.perf_counter() - self.t0
+            scores = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "loss")
             print(
                 f"epoch {self.epoch + 1}/{self.epochs}: train_loss {train_loss:.4f}  "
-                f"eval_loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}  "
-                f"f1_macro {metrics['f1_macro']:.4f}  ({secs:.1f}s, {self.rate:.1f} samples/s)",
+                f"eval_loss {metrics['loss']:.4f}  {scores}  ({secs:.1f}s, {self.rate:.1f} samples/s)",
                 file=sys.stderr,
                 flush=True,
             )

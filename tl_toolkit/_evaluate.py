@@ -23,6 +23,7 @@ def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None, batch_
 
     from ._data import load_task_data
     from ._engine import evaluate, make_accelerator
+    from ._metrics import Objective
 
     model_dir = resolve_run_dir(run_dir)
     out = model_dir.parent
@@ -40,7 +41,8 @@ def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None, batch_
     eval_ds = loaded.backbone.preprocess(data.eval, train=False)
     loader = DataLoader(eval_ds, batch_size=batch_size, collate_fn=loaded.backbone.collate)
     model, loader = accelerator.prepare(loaded.model, loader)
-    metrics = evaluate(model, loader, loaded.backbone, accelerator)
+    objective = Objective.for_run(recipe, loaded.label_names)
+    metrics = evaluate(model, loader, loaded.backbone, accelerator, objective)
     result = {"eval": metrics, "num_eval_examples": len(data.eval), "data": recipe.data.eval or "held-out split"}
     if accelerator.is_main_process:
         (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

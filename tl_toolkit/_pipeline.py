@@ -150,7 +150,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
 
     with accelerator.main_process_first():  # the main process fills the datasets cache, the others read it
         data = load_task_data(recipe.data, backbone.modality, recipe.seed)
-    task = Task(data.label_names)
+    task = Task(data.label_names, recipe.data.task)
     source = _load_source(source_dir, recipe) if source_dir else None
     model = backbone.build(task, source)
     manifest = build_manifest(recipe, data, weights_sha256(model))
@@ -176,7 +176,11 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
-    result = fit(recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet)
+    from ._metrics import Objective
+
+    objective = Objective.for_run(recipe, task.label_names, data.train["labels"])
+    result = fit(recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
+                 objective)
 
     summary: dict[str, Any] = {
         "name": recipe.name,
@@ -205,7 +209,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             k: baseline.summary[k] for k in ("eval", "trainable_params", "total_params", "train_seconds")
         }
         summary.setdefault("transfer_gain", {})[name] = {
-            k: round(result.eval[k] - baseline.metrics[k], 6) for k in ("accuracy", "f1_macro")
+            k: round(result.eval[k] - baseline.metrics[k], 6) for k in result.eval if k != "loss"
         }
     if accelerator.is_main_process:
         from ._report import class_metrics, write_report
@@ -215,8 +219,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         write_report(out, recipe, summary, result.history, result.eval_outputs)
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         if not quiet:
-            print(f"{recipe.name}: accuracy {result.eval['accuracy']:.4f}, f1_macro {result.eval['f1_macro']:.4f}"
-                  f" -> {out}")
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in result.eval.items() if k != "loss")
+            print(f"{recipe.name}: {scores} -> {out}")
     accelerator.wait_for_everyone()
     return FinetuneResult(out, result.eval, summary, result.model, task.label_names)
 

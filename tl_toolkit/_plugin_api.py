@@ -18,7 +18,7 @@ What the engine calls, in order::
     groups = strategy.parameter_groups(model, weight_decay)   # a group's "lr_scale" multiplies train.lr
     each epoch: strategy.on_epoch_start(model, epoch, epochs); model.train(); strategy.train_mode(model)
         logits = backbone.forward(model, batch)
-        loss = cross_entropy(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
+        loss = task_loss(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
     strategy.save(model, backbone, directory, task)
 
 Nothing here imports torch: ``import tl_toolkit`` and ``tl list`` stay cheap.
@@ -39,10 +39,15 @@ if TYPE_CHECKING:
 
     from ._recipe import BackboneConfig, DataConfig
 
-__all__ = ["PLUGIN_API_VERSION", "Backbone", "SourceModel", "Strategy", "Task", "check_plugin"]
+__all__ = ["PLUGIN_API_VERSION", "TASK_KINDS", "Backbone", "SourceModel", "Strategy", "Task", "check_plugin"]
 
 #: Bumped when the plugin contract changes incompatibly.
 PLUGIN_API_VERSION = 1
+
+
+#: The kinds of task a head is built for (``data.task``): one label per example, any number of labels per
+#: example (one sigmoid output each), or one real number (``label_names`` is then the target's column name).
+TASK_KINDS = ("classification", "multi_label", "regression")
 
 
 @dataclass
@@ -50,6 +55,7 @@ class Task:
     """The target task a head is built for."""
 
     label_names: list[str]  # index -> human-readable label; the model predicts these indices
+    problem_type: str = "classification"  # one of TASK_KINDS: what the head's outputs mean
 
     @property
     def num_labels(self) -> int:
@@ -128,6 +134,15 @@ class Backbone(ABC):
     @abstractmethod
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Return the logits of ``model`` on ``batch`` (shape ``[batch, num_labels]``)."""
+
+    def lengths(self, dataset: datasets.Dataset) -> list[int] | None:
+        """Size of each preprocessed example (e.g. tokens), or None.
+
+        With lengths, the engine batches training examples of similar size
+        together (less padding), still in a random order; None keeps plain
+        shuffled batches.
+        """
+        return None
 
     @abstractmethod
     def head_names(self, model: nn.Module) -> list[str]:

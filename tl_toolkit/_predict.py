@@ -99,6 +99,10 @@ def predict(
     from torch.utils.data import DataLoader
 
     loaded = load_model_dir(run_dir)
+    if loaded.backbone.data.task != "classification":
+        from ._task_predict import predict_other_task
+
+        return predict_other_task(loaded, inputs, column=column, batch_size=batch_size)
     ds, shown = read_inputs(inputs, loaded, column)
     ds = ds.add_column("labels", [0] * len(ds))  # placeholder the collators expect
     ds = loaded.backbone.preprocess(ds, train=False)

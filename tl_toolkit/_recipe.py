@@ -66,6 +66,13 @@ class DataConfig(_Section):
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="held out from train when eval is null")
+    task: Literal["classification", "multi_label", "regression"] = Field(
+        "classification", description="one label per example | any number of labels | one real number"
+    )
+    label_separator: str = Field(",", min_length=1, description="multi_label: separates the labels in a text cell")
+    threshold: float | dict[str, float] = Field(
+        0.5, description="multi_label: probability that predicts a label; one for all, or {label: threshold}"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -117,6 +124,10 @@ class TrainConfig(_Section):
     trackers: list[str] = Field(
         default_factory=list, description="accelerate trackers to log to: tensorboard | wandb | mlflow | ..."
     )
+    class_weights: Literal["auto"] | list[float] | None = Field(
+        None, description="loss weight per class (label order); auto: inverse frequency; null: equal"
+    )
+    group_by_length: bool = Field(True, description="batch examples of similar length (text: less padding)")
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

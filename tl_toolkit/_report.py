@@ -20,6 +20,14 @@ __all__ = ["class_metrics", "plot_confusion_matrix", "plot_learning_curves", "wr
 CURVES_PNG = "learning_curves.png"
 CONFUSION_PNG = "confusion_matrix.png"
 
+# How the report names a metric; any other metric appears under its own key.
+_LABELS = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "mse": "MSE"}
+
+
+def _scores(metrics: dict[str, float]) -> list[str]:
+    """The held-out metrics a report shows (accuracy and macro-F1, or the regression scores): all but the loss."""
+    return [k for k in metrics if k != "loss"]
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -43,18 +51,21 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path, title: str) 
         epochs = [r["epoch"] for r in evals]
         ax_loss.plot(epochs, [r["train_loss"] for r in evals], "o-", color="tab:blue", label="train loss (epoch mean)")
         ax_loss.plot(epochs, [r["eval"]["loss"] for r in evals], "s-", color="tab:orange", label="eval loss")
-        ax_acc.plot(epochs, [r["eval"]["accuracy"] for r in evals], "o-", color="tab:green", label="accuracy")
-        ax_acc.plot(epochs, [r["eval"]["f1_macro"] for r in evals], "s--", color="tab:purple", label="macro-F1")
-        best = max(evals, key=lambda r: r["eval"]["accuracy"])
-        ax_acc.annotate(f"{best['eval']['accuracy']:.3f}", (best["epoch"], best["eval"]["accuracy"]),
-                        textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+        scores = _scores(evals[-1]["eval"])
+        styles = (("o-", "tab:green"), ("s--", "tab:purple"), ("^:", "tab:red"))
+        for name, (style, color) in zip(scores, styles, strict=False):
+            ax_acc.plot(epochs, [r["eval"][name] for r in evals], style, color=color, label=_LABELS.get(name, name))
+        if "accuracy" in scores:
+            best = max(evals, key=lambda r: r["eval"]["accuracy"])
+            ax_acc.annotate(f"{best['eval']['accuracy']:.3f}", (best["epoch"], best["eval"]["accuracy"]),
+                            textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+            ax_acc.set_ylim(0, 1.05)
         for ax in (ax_loss, ax_acc):
             ax.set_xlim(0, max(epochs) + 0.3)
             if max(epochs) <= 20:  # whole epochs on the axis, not 0.5 steps
                 ax.set_xticks(range(max(epochs) + 1))
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="score on held-out data", title="Held-out accuracy and macro-F1",
-               ylim=(0, 1.05))
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="score on held-out data", title="Held-out metrics")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -160,22 +171,25 @@ def _source_lines(source: str | None) -> list[str]:
     summary_file = run_dir / "summary.json"
     if summary_file.is_file():
         src = json.loads(summary_file.read_text())
+        scores = ", ".join(f"{_LABELS.get(k, k)} {v:.4f}" for k, v in src["eval"].items() if k != "loss")
         line += (f" ({src.get('name')}: {src.get('backbone')} + {src.get('strategy')}, "
-                 f"{len(src.get('label_names', []))} labels, accuracy {src['eval']['accuracy']:.4f} on its own task)")
+                 f"{len(src.get('label_names', []))} labels, {scores} on its own task)")
     return [line + ".", ""]
 
 
 def _results_table(summary: dict[str, Any]) -> list[str]:
+    ev = summary["eval"]
     lines = [
-        "| run | accuracy | macro-F1 | eval loss | trainable params | total params | train seconds |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        _row("this run", summary["eval"], summary),
+        f"| run | {' | '.join(_LABELS.get(k, k) for k in _scores(ev))} | eval loss | trainable params | total params "
+        f"| train seconds |",
+        "| --- |" + " ---: |" * (len(_scores(ev)) + 4),
+        _row("this run", ev, summary),
     ]
     for name, base in summary.get("baselines", {}).items():
         lines.append(_row(f"baseline: {name}", base["eval"], base))
     for name, gain in summary.get("transfer_gain", {}).items():
-        lines += ["", f"**Transfer gain over {name}:** {gain['accuracy'] * 100:+.1f} pt accuracy, "
-                  f"{gain['f1_macro'] * 100:+.1f} pt macro-F1."]
+        gains = ", ".join(f"{value * 100:+.1f} pt {_LABELS.get(k, k)}" for k, value in gain.items())
+        lines += ["", f"**Transfer gain over {name}:** {gains}."]
     return lines
 
 
@@ -183,19 +197,23 @@ def _timing_lines(summary: dict[str, Any], history: list[dict[str, Any]]) -> lis
     evals = [r for r in history if r.get("kind") == "eval"]
     lines = ["## Timings", "", f"Training took {summary['train_seconds']:.1f} s over {len(evals)} epochs.", ""]
     if evals:
-        lines += ["| epoch | train loss | eval loss | accuracy | macro-F1 | seconds (train + eval) |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [
-            f"| {r['epoch']} | {r['train_loss']:.4f} | {r['eval']['loss']:.4f} | {r['eval']['accuracy']:.4f} | "
-            f"{r['eval']['f1_macro']:.4f} | {r.get('seconds', float('nan')):.1f} |"
-            for r in evals
-        ]
+        scores = _scores(evals[-1]["eval"])
+        lines += [f"| epoch | train loss | eval loss | {' | '.join(_LABELS.get(k, k) for k in scores)} "
+                  f"| seconds (train + eval) |",
+                  "| ---: |" + " ---: |" * (len(scores) + 3)]
+        lines += [_epoch_row(r, scores) for r in evals]
         lines.append("")
     return lines
 
 
+def _epoch_row(row: dict[str, Any], scores: list[str]) -> str:
+    values = " | ".join(f"{row['eval'][k]:.4f}" for k in scores)
+    return (f"| {row['epoch']} | {row['train_loss']:.4f} | {row['eval']['loss']:.4f} | {values} | "
+            f"{row.get('seconds', float('nan')):.1f} |")
+
+
 def _row(name: str, ev: dict[str, float], s: dict[str, Any]) -> str:
     return (
-        f"| {name} | {ev['accuracy']:.4f} | {ev['f1_macro']:.4f} | {ev['loss']:.4f} | "
+        f"| {name} | {' | '.join(f'{ev[k]:.4f}' for k in _scores(ev))} | {ev['loss']:.4f} | "
         f"{s['trainable_params']:,} | {s['total_params']:,} | {s['train_seconds']:.1f} |"
     )

@@ -1,0 +1,267 @@
+"""The ``bert`` backbone in depth: pooling, task kinds, length-grouped batches, truncation, offline models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, SST2, plain_predictions, run_tl
+
+from tl_toolkit import BackboneConfig, DataConfig, Task, finetune
+from tl_toolkit._registry import registry
+
+
+def sst2_rows(n: int, start: int = 0) -> list[tuple[str, str]]:
+    lines = (SST2 / "train.tsv").read_text(encoding="utf-8").splitlines()[1 + start:1 + start + n]
+    return [tuple(line.split("\t")) for line in lines]  # type: ignore[misc]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> str:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    return str(path)
+
+
+def bert(model: str | Path, **data: Any) -> Any:
+    options = data.pop("options", {})
+    return registry.get("backbone", "bert")(
+        BackboneConfig(plugin="bert", model=str(model), options=options), DataConfig(format="csv", train="-", **data)
+    )
+
+
+def run(tmp_path: Path, model: Path, data: dict[str, Any], **sections: Any) -> Any:
+    recipe = {
+        "name": "text", "output_dir": str(tmp_path / "run"),
+        "backbone": {"plugin": "bert", "model": str(model), **sections.pop("backbone", {})},
+        "data": {"format": "csv", **data},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, **sections.pop("train", {})},
+        **sections,
+    }
+    return finetune(recipe, quiet=True)
+
+
+# -- pooling ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_minilm_head_sits_on_mean_pooling(minilm_dir: Path) -> None:
+    """all-MiniLM-L6-v2 ships 1_Pooling/config.json (mean): the head reads the mean of the token states."""
+    import torch
+
+    bb = bert("sentence-transformers/all-MiniLM-L6-v2")
+    model = bb.build(Task(["neg", "pos"])).eval()
+    assert model.pooling == "mean" and bb.head_names(model) == ["classifier"]
+    batch = bb.collate(bb.preprocess(_ds(["a fine film", "dull , lifeless and far too long for its story"]),
+                                     train=False).to_list())
+    with torch.no_grad():
+        hidden = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        first_len = int(batch["attention_mask"][0].sum())
+        expected = model.classifier(hidden[0, :first_len].mean(0))  # the padding of the short one is ignored
+        assert torch.allclose(bb.forward(model, batch)[0], expected, atol=1e-5)
+
+
+def test_plain_checkpoint_keeps_its_head_and_pooling_option_overrides(tiny_bert_dir: Path) -> None:
+    from transformers import BertForSequenceClassification
+
+    assert isinstance(bert(tiny_bert_dir).build(Task(["a", "b"])), BertForSequenceClassification)
+    model = bert(tiny_bert_dir, options={"pooling": "max"}).build(Task(["a", "b", "c"]))
+    assert model.pooling == "max" and model.classifier.out_features == 3
+
+
+def test_pool_ignores_padding() -> None:
+    import torch
+    from tl_toolkit_plugins.bert_pooling import pool
+
+    hidden = torch.tensor([[[1.0, -2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 1.0]]
+    assert pool(hidden, mask, "max").tolist() == [[3.0, 4.0]]
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, -2.0]]
+
+
+def test_pooled_run_saves_labels_and_plain_libraries_predict_the_same(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    rows = [[s, "positive" if y == "1" else "negative"] for s, y in sst2_rows(48)]
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], rows)
+    result = run(tmp_path, tiny_bert_dir, {"train": train, "eval": train}, backbone={"options": {"pooling": "mean"}})
+    model_dir = result.model_dir
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert config["label2id"] == {"negative": 0, "positive": 1}
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("\n".join(r[0] for r in rows[:12]) + "\n")
+    from tl_toolkit import predict
+
+    ours = [row["label"] for row in predict(result.output_dir, [inputs])]
+    assert ours == plain_predictions("bert", model_dir, [str(inputs)], "full")
+
+
+@pytest.mark.slow
+def test_text_quickstart_learns_the_reviews(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """recipes/quickstart_text.yaml, as shipped: packaged MiniLM, the repo's review set, a report."""
+    monkeypatch.chdir(ROOT)  # the recipe's data paths are relative to the repository root
+    result = finetune(ROOT / "recipes/quickstart_text.yaml", quiet=True, output_dir=str(tmp_path / "run"))
+    assert result.summary["num_train_examples"] == 240 and result.summary["num_eval_examples"] == 80
+    assert result.metrics["accuracy"] >= 0.9
+    assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "model" / "1_Pooling").is_dir()
+
+
+# -- task kinds -----------------------------------------------------------------
+
+
+def test_sentence_pairs_train_end_to_end(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    rows = sst2_rows(64)
+    pairs = [[a, b, "same" if ya == yb else "different"] for (a, ya), (b, yb) in zip(rows[::2], rows[1::2], strict=True)]
+    train = write_csv(tmp_path / "pairs.csv", ["premise", "hypothesis", "label"], pairs)
+    result = run(tmp_path, tiny_bert_dir, {"train": train, "text_column": "premise",
+                                           "text_pair_column": "hypothesis", "eval_fraction": 0.25})
+    assert result.summary["label_names"] == ["different", "same"]
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0 and result.summary["num_eval_examples"] == 8
+
+    bb = bert(tiny_bert_dir, text_pair_column="hypothesis", text_column="premise")
+    bb.build(Task(["different", "same"]))
+    encoded = bb.preprocess(_ds([p[0] for p in pairs[:4]], pair=[p[1] for p in pairs[:4]], text="premise"),
+                            train=False)
+    assert all(1 in types for types in encoded["token_type_ids"])  # the second sentence is marked as such
+
+
+def test_multi_label_trains_end_to_end(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    rng = random.Random(0)
+    tags = ["acting", "music", "plot"]
+    rows = [[s, ",".join(t for t in tags if rng.random() < 0.4)] for s, _ in sst2_rows(60)]
+    rows[0][1] = "acting,music,plot"
+    train = write_csv(tmp_path / "tags.csv", ["text", "label"], rows)
+    result = run(tmp_path, tiny_bert_dir, {"train": train, "task": "multi_label", "threshold": {"plot": 0.3}},
+                 train={"class_weights": "auto"})
+    assert result.label_names == tags
+    assert set(result.metrics) == {"accuracy", "f1_macro", "f1_micro", "loss"}
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+
+    from tl_toolkit import predict
+
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("a moving story\nthe music is great\n")
+    out = predict(result.output_dir, [inputs])
+    assert all(set(row["label"]) <= set(tags) and len(row["score"]) == len(row["label"]) for row in out)
+
+
+def test_regression_trains_end_to_end(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    rows = [[s, len(s.split()) / 10] for s, _ in sst2_rows(64)]  # a learnable target: sentence length
+    train = write_csv(tmp_path / "scores.csv", ["text", "score"], rows)
+    result = run(tmp_path, tiny_bert_dir, {"train": train, "label_column": "score", "task": "regression"},
+                 train={"lr": 3e-3})
+    assert result.label_names == ["score"]
+    assert set(result.metrics) == {"mse", "pearson", "spearman", "loss"}
+    assert result.metrics["mse"] == pytest.approx(result.metrics["loss"], rel=1e-4)
+    assert result.model.classifier.out_features == 1
+    report = (result.output_dir / "report.md").read_text()
+    assert "| run | MSE | pearson | spearman | eval loss |" in report
+
+
+def test_objective_class_weights() -> None:
+    import torch
+
+    from tl_toolkit import RecipeError, UserError, load_recipe
+    from tl_toolkit._metrics import Objective
+
+    recipe = load_recipe({"name": "w", "backbone": {"plugin": "bert", "model": "m"},
+                          "data": {"format": "csv", "train": "x"}, "train": {"class_weights": "auto"}})
+    obj = Objective.for_run(recipe, ["a", "b"], [0, 0, 0, 1])
+    assert obj.class_weights == pytest.approx([4 / 6, 4 / 2])  # n / (classes * count)
+    logits, labels = torch.zeros(2, 2), torch.tensor([0, 1])
+    # Equal logits: each example's loss is log 2, weighted by its class.
+    assert float(obj.loss(logits, labels)) == pytest.approx(float(torch.log(torch.tensor(2.0))))
+    with pytest.raises(UserError, match=r"train\.class_weights: 3 weights for 2 labels"):
+        Objective.for_run(load_recipe(recipe, ["train.class_weights=[1, 2, 3]"]), ["a", "b"])
+    with pytest.raises(RecipeError, match=r"train\.class_weights"):
+        load_recipe(recipe, ["train.class_weights=balanced"])
+
+
+# -- the fast pipeline --------------------------------------------------------------
+
+
+def test_length_grouped_batches_are_random_reproducible_and_tight() -> None:
+    from tl_toolkit._sampling import LengthGroupedSampler
+
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 60) for _ in range(1000)]
+    sampler = LengthGroupedSampler(lengths, batch_size=16, seed=0)
+
+    def batches(epoch: int) -> list[list[int]]:
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        return [order[i:i + 16] for i in range(0, len(order), 16)]
+
+    first = batches(0)
+    assert sorted(i for b in first for i in b) == list(range(1000))  # every example once
+    assert first == batches(0) and first != batches(1)  # fixed by (seed, epoch), new each epoch
+    assert max(lengths[i] for i in first[0]) == max(lengths)  # the longest batch first
+    padded = sum(16 * max(lengths[i] for i in b) for b in first)
+    plain = sum(16 * max(lengths[s:s + 16]) for s in range(0, 1000, 16))
+    assert padded < 0.6 * plain
+    # Not sorted overall: batch lengths go up and down through the epoch.
+    means = [sum(lengths[i] for i in b) / len(b) for b in first[1:-1]]
+    assert means != sorted(means) and means != sorted(means, reverse=True)
+
+
+def test_length_grouped_batches_through_accelerate_shards_and_epochs() -> None:
+    """accelerate moves the sampler on with set_epoch and hands each process whole batches of the same order."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    from tl_toolkit._sampling import LengthGroupedSampler
+
+    lengths = [(i * 37) % 50 + 1 for i in range(256)]
+
+    def batches(processes: int, index: int, epoch: int) -> list[list[int]]:
+        loader = DataLoader(list(range(256)), batch_size=8, sampler=LengthGroupedSampler(lengths, 8, seed=1))
+        shard = prepare_data_loader(loader, num_processes=processes, process_index=index, put_on_device=False,
+                                    use_seedable_sampler=True)
+        shard.set_epoch(epoch)
+        return [b.tolist() for b in shard]
+
+    whole = batches(1, 0, epoch=2)
+    assert whole != batches(1, 0, epoch=3)
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in whole]
+    assert sum(spread) / len(spread) < 10  # random batches of 8 from lengths 1..50 spread about 38
+    first, second = batches(2, 0, epoch=2), batches(2, 1, epoch=2)
+    assert [b for pair in zip(first, second, strict=True) for b in pair] == whole
+
+
+def test_truncation_warning_counts_examples(tiny_bert_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bb = bert(tiny_bert_dir, max_length=8)
+    bb.build(Task(["a", "b"]))
+    texts = ["short one", "this sentence is certainly longer than eight tokens of text", "tiny",
+             "another rather long sentence that the cap of eight tokens cuts"]
+    with caplog.at_level(logging.WARNING):
+        out = bb.preprocess(_ds(texts), train=True)
+    assert "data.max_length=8 truncates 2 of 4 examples" in caplog.text
+    assert max(len(ids) for ids in out["input_ids"]) == 8 and "_truncated" not in out.column_names
+    assert bb.lengths(out) == [len(ids) for ids in out["input_ids"]]
+
+
+def test_offline_missing_model_is_one_line_exit_2(tmp_path: Path) -> None:
+    train = write_csv(tmp_path / "t.csv", ["text", "label"], [["good", 1], ["bad", 0], ["fine", 1], ["meh", 0]])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: offline\nbackbone: {{plugin: bert, model: someone/not-a-cached-model}}\n"
+                      f"data: {{format: csv, train: {train}}}\n")
+    proc = run_tl("run", recipe, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "'someone/not-a-cached-model'" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+    assert "local model directory" in lines[0]
+
+
+def _ds(texts: list[str], pair: list[str] | None = None, text: str = "text") -> Any:
+    import datasets
+
+    columns: dict[str, list[Any]] = {text: texts, "labels": [0] * len(texts)}
+    if pair is not None:
+        columns["hypothesis"] = pair
+    return datasets.Dataset.from_dict(columns)
