@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import PluginError, RecipeError, UserError
+from ._errors import DataError, PluginError, RecipeError, UserError
+from ._images import open_image, undecoded
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
 from ._weights import read_state_dict
@@ -22,6 +23,7 @@ __all__ = [
     "Backbone",
     "BackboneConfig",
     "DataConfig",
+    "DataError",
     "FinetuneResult",
     "PluginError",
     "Recipe",
@@ -36,8 +38,10 @@ __all__ = [
     "finetune",
     "load_model_dir",
     "load_recipe",
+    "open_image",
     "predict",
     "read_state_dict",
+    "undecoded",
 ]
 
 _LAZY = {

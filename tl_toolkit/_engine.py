@@ -178,11 +178,13 @@ def fit(
         train_loader.set_epoch(epoch)
         model.train()
         strategy.train_mode(accelerator.unwrap_model(model))
+        backbone.train_mode(accelerator.unwrap_model(model))
         started = time.perf_counter()
         running, seen, epoch_loss, epoch_batches = 0.0, 0, 0.0, 0
         progress.start(epoch, cfg.epochs, len(train_loader))
         for batch in train_loader:
             with accelerator.accumulate(model):
+                batch = backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
                 logits = backbone.forward(model, batch)
                 loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
                 extra = strategy.extra_loss(model, batch, logits)

@@ -16,7 +16,8 @@ What the engine calls, in order::
     model = strategy.apply(model, backbone)       # freeze / wrap
     train = backbone.preprocess(train_ds, train=True)
     groups = strategy.parameter_groups(model, weight_decay)
-    each epoch: model.train(); strategy.train_mode(model)
+    each epoch: model.train(); strategy.train_mode(model); backbone.train_mode(model)
+        batch = backbone.train_batch(batch)       # e.g. mixup: soft labels
         logits = backbone.forward(model, batch)
         loss = cross_entropy(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
     strategy.save(model, backbone, directory, task)
@@ -140,6 +141,17 @@ class Backbone(ABC):
     @abstractmethod
     def load(self, directory: Path) -> nn.Module:
         """Load a model written by :meth:`save` and set up preprocessing from it."""
+
+    def train_mode(self, model: nn.Module) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Called after the strategy's ``train_mode`` at each epoch: e.g. keep BatchNorm statistics frozen."""
+
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Change a training batch before the forward pass: batch-level augmentation such as mixup.
+
+        ``labels`` may become soft targets (probabilities, shape ``[batch, num_labels]``);
+        the engine's cross-entropy takes either. Evaluation batches never come here.
+        """
+        return batch
 
     def describe(self) -> str:
         """A short human-readable identity of the backbone (for reports)."""
