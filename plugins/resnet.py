@@ -61,6 +61,8 @@ class ResNetBackbone(Backbone):
         return ResNetOptions.model_validate(self.config.options)
 
     def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
+        import torch
+
         if source is not None:
             model = source.model
             model.reset_classifier(task.num_labels)
@@ -70,8 +72,6 @@ class ResNetBackbone(Backbone):
             if self.config.weights:
                 self._load_weights(model, Path(self.config.weights))
         self._setup_transforms(model)
-        import torch
-
         if torch.cuda.is_available():
             # NHWC convolutions are faster on GPUs (tensor cores); forward() feeds NHWC batches.
             model = model.to(memory_format=torch.channels_last)

@@ -261,18 +261,24 @@ def test_lora_default_targets_are_the_last_two_stages_3x3_convs() -> None:
 
 
 def test_resnext_lora_targets_avoid_grouped_convolutions() -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
     from plugins.resnet import ResNetBackbone
 
-    backbone = ResNetBackbone(BackboneConfig(plugin="resnet", model="resnext26ts", pretrained=False),
-                              DataConfig(format="digits", train="train"))
-    import timm
-
-    model = timm.create_model("resnext26ts", num_classes=3)
-    backbone.options.lora_stages  # noqa: B018 - the default stages layer3/layer4 do not exist here
-    backbone.config.options = {"lora_stages": ["stages.2", "stages.3"]}
+    backbone = ResNetBackbone(BackboneConfig(plugin="resnet", model="resnext50_32x4d", pretrained=False),
+                              DataConfig(format="digits", train="train", image_size=32))
+    model = backbone.build(Task(["a", "b", "c"]))
     targets = backbone.lora_targets(model)
     convs = dict(model.named_modules())
-    assert targets and all(convs[t].groups == 1 and convs[t].kernel_size == (1, 1) for t in targets)
+    assert len(targets) == 2 * (6 + 3) + 2  # conv1 and conv3 of each block in layer3 and layer4, and 2 downsamples
+    assert all(convs[t].groups == 1 and convs[t].kernel_size == (1, 1) for t in targets)
+    # Adapters on these merge back into a plain model (peft refuses to merge into grouped convolutions).
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules=targets, modules_to_save=["fc"], init_lora_weights=False))
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = lora.eval()(images)
+        torch.testing.assert_close(lora.merge_and_unload()(images), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_lora_run_merges_into_a_plain_timm_model(tmp_path: Path) -> None:
