@@ -138,12 +138,16 @@ class ResNetBackbone(Backbone):
         self.data_config = cfg
         opts = self.options
         self.eval_transform = create_transform(**cfg, is_training=False)
-        self.train_transform = (
-            create_transform(**cfg, is_training=True, scale=opts.scale, hflip=opts.hflip, color_jitter=0.0,
-                             auto_augment=opts.auto_augment)
-            if opts.augment
-            else self.eval_transform
-        )
+        self.train_transform = self.eval_transform
+        if opts.augment:
+            try:
+                self.train_transform = create_transform(**cfg, is_training=True, scale=opts.scale, hflip=opts.hflip,
+                                                        color_jitter=0.0, auto_augment=opts.auto_augment)
+            except (AssertionError, ValueError, KeyError) as e:  # timm asserts on a policy it does not know
+                raise UserError(
+                    f"backbone.options.auto_augment: timm cannot build policy {opts.auto_augment!r} ({e}); "
+                    f"e.g. 'rand-m9-mstd0.5' (RandAugment), 'augmix-m5', 'original', or null"
+                ) from None
         self.mixup = (
             # Label smoothing stays with the engine's loss (train.label_smoothing): the mixer makes plain soft targets.
             Mixup(mixup_alpha=opts.mixup, cutmix_alpha=opts.cutmix, label_smoothing=0.0,

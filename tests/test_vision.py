@@ -221,9 +221,11 @@ def test_run_with_randaugment_mixup_cutmix_and_label_smoothing(tmp_path: Path) -
     assert "RandAugment" in repr(backbone.train_transform) and "RandAugment" not in repr(backbone.eval_transform)
 
 
-def test_unknown_auto_augment_policy_is_an_option_error() -> None:
+def test_resnet_option_errors_name_the_option() -> None:
     from plugins.resnet import ResNetBackbone
 
+    with pytest.raises(tl_toolkit.UserError, match=r"^backbone.options.auto_augment: .*'bogus'"):
+        _backbone(auto_augment="bogus")
     problems = ResNetBackbone.option_problems({"mixup": -1, "freeze_bnn": True})
     assert any(p.startswith("backbone.options.mixup:") for p in problems)
     assert any("freeze_bnn" in p and "Did you mean 'freeze_bn'" in p for p in problems)
