@@ -1,11 +1,14 @@
 """``resnet``: timm ResNets (and any other timm classifier) for image classification.
 
+``backbone.model`` is a timm model name (``resnet18`` ... ``resnet101``,
+``resnet50d``, ``resnext50_32x4d``, ``wide_resnet50_2``, any ``timm.list_models()``
+entry) or a directory saved by timm (``config.json`` + ``model.safetensors``).
 Weights come from the hub (``pretrained: true``, online), a local file
 (``backbone.weights``), a previous run (``init_from``), or nowhere (random
 initialisation). The model's own data config (input size, mean/std, crop)
-drives preprocessing; ``data.image_size`` overrides the size for small
-images. Models are saved as timm does for the hub (``config.json`` +
-``model.safetensors``) and load back with
+drives preprocessing through timm's transforms; ``data.image_size`` overrides
+the size for small images. Models are saved as timm does for the hub
+(``config.json`` + ``model.safetensors``) and load back with
 ``timm.create_model("local-dir:<model_dir>", pretrained=True)``.
 """
 
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, read_state_dict
+from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, open_image, read_state_dict, undecoded
 
 if TYPE_CHECKING:
     import datasets
@@ -34,6 +37,14 @@ class ResNetOptions(BaseModel):
     hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip in training (0 for digits)")
     scale: tuple[float, float] = Field((0.5, 1.0), description="random-resized-crop area range in training")
     augment: bool = Field(True, description="false: training images get the eval transform")
+    auto_augment: str | None = Field(
+        None, description="timm auto-augment policy, e.g. 'rand-m9-mstd0.5' (RandAugment) or 'augmix-m5'"
+    )
+    mixup: float = Field(0.0, ge=0, description="mixup alpha for training batches; 0: off (timm Mixup)")
+    cutmix: float = Field(0.0, ge=0, description="cutmix alpha for training batches; 0: off; with mixup, one of the two per batch")
+    freeze_bn: bool = Field(
+        False, description="keep BatchNorm running statistics fixed while fine-tuning (tiny data, small batches)"
+    )
     lora_stages: list[str] = Field(
         ["layer3", "layer4"], description="stages whose 3x3 convolutions get LoRA adapters by default"
     )
@@ -52,34 +63,51 @@ class ResNetBackbone(Backbone):
         return ResNetOptions.model_validate(self.config.options)
 
     def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
-        import timm
+        import torch
 
         if source is not None:
             model = source.model
             model.reset_classifier(task.num_labels)
-            # The source's label facts describe its head, which is gone.
-            model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items()
-                                    if k not in ("label_names", "label_descriptions", "label_offset")}
+            _forget_labels(model)  # the source's label facts describe its head, which is gone
         else:
-            if not timm.is_model(self.config.model):
-                from tl_toolkit._errors import suggest
-
-                raise UserError(
-                    f"backbone.model: unknown timm model {self.config.model!r}."
-                    f"{suggest(self.config.model, timm.list_models('resnet*'))} See timm.list_models()"
-                )
-            pretrained = self.config.pretrained and not self.config.weights
-            try:
-                model = timm.create_model(self.config.model, pretrained=pretrained, num_classes=task.num_labels)
-            except Exception as e:  # hub download failures come in many types
-                raise UserError(
-                    f"backbone.model: cannot fetch pretrained weights for {self.config.model!r} "
-                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); offline, give "
-                    f"backbone.weights: <file.safetensors>, init_from a previous run, or pretrained: false"
-                ) from None
+            model = self._create(task.num_labels)
             if self.config.weights:
                 self._load_weights(model, Path(self.config.weights))
         self._setup_transforms(model)
+        if torch.cuda.is_available():
+            # NHWC convolutions are faster on GPUs (tensor cores); forward() feeds NHWC batches.
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _create(self, num_labels: int) -> nn.Module:
+        """The architecture of ``backbone.model`` (a timm name or a timm-saved directory), with a fresh head."""
+        import timm
+
+        name = self.config.model
+        if Path(name).is_dir():
+            # A directory saved by timm (save_pretrained/push_to_hub format): its config names the architecture.
+            if not (Path(name) / "config.json").is_file():
+                raise UserError(f"backbone.model: {name!r} is a directory without config.json; give a "
+                                f"directory saved by timm (config.json + model.safetensors) or a timm model name")
+            name = f"local-dir:{name}"
+        elif not timm.is_model(name):
+            from tl_toolkit._errors import suggest
+
+            raise UserError(
+                f"backbone.model: unknown timm model {name!r}.{suggest(name, timm.list_models('*res*'))} "
+                f"See timm.list_models(), or give a directory saved by timm"
+            )
+        pretrained = self.config.pretrained and not self.config.weights
+        try:
+            model = timm.create_model(name, pretrained=pretrained)
+        except Exception as e:  # hub download failures come in many types
+            raise UserError(
+                f"backbone.model: cannot load pretrained weights for {self.config.model!r} "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); offline, give "
+                f"backbone.weights: <file.safetensors>, init_from a previous run, or pretrained: false"
+            ) from None
+        model.reset_classifier(num_labels)  # a fresh head, whatever the weights' head was trained for
+        _forget_labels(model)
         return model
 
     def _load_weights(self, model: nn.Module, path: Path) -> None:
@@ -102,7 +130,8 @@ class ResNetBackbone(Backbone):
         model.load_state_dict(state, strict=False)
 
     def _setup_transforms(self, model: nn.Module) -> None:
-        from timm.data import create_transform, resolve_data_config
+        """timm's own eval and train transforms for the model's data config, and the batch mixer."""
+        from timm.data import Mixup, create_transform, resolve_data_config
 
         cfg = resolve_data_config({}, model=model)
         if self.data.image_size:
@@ -111,10 +140,22 @@ class ResNetBackbone(Backbone):
         self.data_config = cfg
         opts = self.options
         self.eval_transform = create_transform(**cfg, is_training=False)
-        self.train_transform = (
-            create_transform(**cfg, is_training=True, scale=opts.scale, hflip=opts.hflip, color_jitter=0.0)
-            if opts.augment
-            else self.eval_transform
+        self.train_transform = self.eval_transform
+        if opts.augment:
+            try:
+                self.train_transform = create_transform(**cfg, is_training=True, scale=opts.scale, hflip=opts.hflip,
+                                                        color_jitter=0.0, auto_augment=opts.auto_augment)
+            except (AssertionError, ValueError, KeyError) as e:  # timm asserts on a policy it does not know
+                raise UserError(
+                    f"backbone.options.auto_augment: timm cannot build policy {opts.auto_augment!r} ({e}); "
+                    f"e.g. 'rand-m9-mstd0.5' (RandAugment), 'augmix-m5', 'original', or null"
+                ) from None
+        self.mixup = (
+            # Label smoothing stays with the engine's loss (train.label_smoothing): the mixer makes plain soft targets.
+            Mixup(mixup_alpha=opts.mixup, cutmix_alpha=opts.cutmix, label_smoothing=0.0,
+                  num_classes=model.num_classes)
+            if opts.mixup or opts.cutmix
+            else None
         )
 
     def preprocess(self, dataset: datasets.Dataset, train: bool) -> datasets.Dataset:
@@ -122,13 +163,13 @@ class ResNetBackbone(Backbone):
         column = self.data.image_column
 
         def apply(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            # Decoded in DataLoader workers; grayscale and palette images become RGB.
-            out: dict[str, list[Any]] = {"pixel_values": [transform(img.convert("RGB")) for img in batch[column]]}
+            # Runs in DataLoader workers: images are decoded (and checked) there, grayscale becomes RGB.
+            out: dict[str, list[Any]] = {"pixel_values": [transform(open_image(v)) for v in batch[column]]}
             if "labels" in batch:
                 out["labels"] = batch["labels"]
             return out
 
-        return dataset.with_transform(apply)
+        return undecoded(dataset, column).with_transform(apply)
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         import torch
@@ -138,24 +179,51 @@ class ResNetBackbone(Backbone):
             "labels": torch.tensor([e["labels"] for e in examples], dtype=torch.long),
         }
 
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mixup/cutmix a training batch (as timm's train.py does, after the batch reaches the device)."""
+        if self.mixup is None or len(batch["labels"]) % 2:
+            # timm's Mixup pairs each image with its mirror in the batch: an odd last batch goes unmixed.
+            return batch
+        pixels, targets = self.mixup(batch["pixel_values"], batch["labels"])
+        return {**batch, "pixel_values": pixels, "labels": targets}
+
+    def train_mode(self, model: nn.Module) -> None:
+        if self.options.freeze_bn:
+            # A few small batches give noisy statistics: keep the ones the weights were trained with.
+            from torch.nn.modules.batchnorm import _BatchNorm
+
+            for module in model.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(batch["pixel_values"])
+        import torch
+
+        pixels = batch["pixel_values"]
+        if pixels.is_cuda:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return model(pixels)
 
     def head_names(self, model: nn.Module) -> list[str]:
         return [model.pretrained_cfg.get("classifier", "fc")]
 
     def lora_targets(self, model: nn.Module) -> list[str]:
+        """The 3x3 convolutions of ``lora_stages``; for ResNeXt, whose 3x3 are grouped, the 1x1 ones.
+
+        peft's conv LoRA cannot merge into a grouped convolution (nor take a rank
+        that is not a multiple of the groups), so grouped ones are never targets.
+        """
         from torch import nn
 
         stages = tuple(f"{s}." for s in self.options.lora_stages)
-        targets = [
-            name for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1 and name.startswith(stages)
-        ]
+        convs = [(name, m) for name, m in model.named_modules()
+                 if isinstance(m, nn.Conv2d) and m.groups == 1 and name.startswith(stages)]
+        targets = [name for name, m in convs if m.kernel_size == (3, 3)] or [name for name, _ in convs]
         if not targets:
             raise UserError(
-                f"backbone.options.lora_stages: {self.options.lora_stages} hold no 3x3 convolutions in "
-                f"{self.config.model!r}; name its stages or set strategy.options.target_modules"
+                f"backbone.options.lora_stages: {self.options.lora_stages} hold no convolutions in "
+                f"{self.config.model!r}; name its stages (e.g. {_stage_names(model)}) or set "
+                f"strategy.options.target_modules"
             )
         return targets
 
@@ -215,6 +283,20 @@ class ResNetBackbone(Backbone):
         model = timm.create_model(f"local-dir:{directory}", pretrained=True)
         self._setup_transforms(model)
         return model
+
+
+def _forget_labels(model: nn.Module) -> None:
+    """Drop a pretrained config's label facts: they describe a head that was replaced."""
+    model.pretrained_cfg = {k: v for k, v in model.pretrained_cfg.items()
+                            if k not in ("label_names", "label_descriptions", "label_offset")}
+
+
+def _stage_names(model: nn.Module) -> list[str]:
+    """Top-level children that hold convolutions (a model's stages), for error messages."""
+    from torch import nn
+
+    return [name for name, child in model.named_children()
+            if any(isinstance(m, nn.Conv2d) for m in child.modules())][:6]
 
 
 def _weights_first(keys: list[str]) -> list[str]:

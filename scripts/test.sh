@@ -4,4 +4,5 @@
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 ruff check tl_toolkit plugins tests bench
 mypy
-python -m pytest "$@"
+# Two workers: much of the suite is single-threaded (process start-up, imports, data preparation).
+python -m pytest -n 2 --dist loadfile "$@"

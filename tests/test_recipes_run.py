@@ -39,9 +39,9 @@ def test_sst2_recipe_on_minilm(strategy: str, tmp_path: Path, minilm_dir: Path) 
 @pytest.mark.parametrize(
     ("recipe", "strategy"),
     [
-        ("cifar10_resnet50_head-only.yaml", "head-only"),
-        ("cifar10_resnet50_head-only.yaml", "full"),
-        ("cifar10_resnet18_lora.yaml", "lora"),
+        ("imagenet-pretrained_resnet50_head-only.yaml", "head-only"),
+        ("imagenet-pretrained_resnet50_full.yaml", "full"),
+        ("imagenet-pretrained_resnet50_lora.yaml", "lora"),
     ],
 )
 def test_cifar10_recipe_on_resnet18(recipe: str, strategy: str, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import PluginError, RecipeError, UserError
+from ._errors import DataError, PluginError, RecipeError, UserError
+from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
@@ -24,6 +25,7 @@ __all__ = [
     "Backbone",
     "BackboneConfig",
     "DataConfig",
+    "DataError",
     "FinetuneResult",
     "PluginError",
     "Recipe",
@@ -43,9 +45,11 @@ __all__ = [
     "layerwise_groups",
     "load_model_dir",
     "load_recipe",
+    "open_image",
     "predict",
     "read_state_dict",
     "train_only",
+    "undecoded",
 ]
 
 _LAZY = {

@@ -220,10 +220,12 @@ def fit(
         loader = accelerator.skip_first_batches(train_loader, state.batch) if state.batch else train_loader
         model.train()
         strategy.train_mode(accelerator.unwrap_model(model))
+        backbone.train_mode(accelerator.unwrap_model(model))
         started = epoch_started = time.perf_counter()
         progress.start(epoch, cfg.epochs, len(train_loader), accelerator.num_processes)
         for batch in loader:
             with accelerator.accumulate(model):
+                batch = backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
                 logits = backbone.forward(model, batch)
                 loss = objective.loss(logits, batch["labels"])
                 extra = strategy.extra_loss(model, batch, logits)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-__all__ = ["PluginError", "RecipeError", "UserError", "suggest"]
+__all__ = ["DataError", "PluginError", "RecipeError", "UserError", "suggest"]
 
 
 class UserError(Exception):
@@ -31,6 +31,21 @@ class RecipeError(UserError):
 
 class PluginError(UserError):
     """A plugin that is unknown, failed to load, or broke its contract."""
+
+
+class DataError(UserError):
+    """A bad example found while reading the data, possibly in a DataLoader worker process.
+
+    torch re-raises a worker's exception in the main process as ``DataError(text)``
+    with the worker's traceback as the text. The original message is that
+    traceback's last line, and it is all the user needs, so it is kept alone.
+    """
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        if isinstance(problems, str) and problems.startswith("Caught ") and "Original Traceback" in problems:
+            last = problems.rstrip().splitlines()[-1]  # "tl_toolkit._errors.DataError: <message>"
+            problems = last.split(": ", 1)[-1]
+        super().__init__(problems)
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

@@ -17,6 +17,8 @@ What the engine calls, in order::
     train = backbone.preprocess(train_ds, train=True)
     groups = strategy.parameter_groups(model, weight_decay)   # a group's "lr_scale" multiplies train.lr
     each epoch: strategy.on_epoch_start(model, epoch, epochs); model.train(); strategy.train_mode(model)
+        backbone.train_mode(model)
+        batch = backbone.train_batch(batch)       # e.g. mixup: soft labels
         logits = backbone.forward(model, batch)
         loss = task_loss(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
     strategy.save(model, backbone, directory, task)
@@ -175,6 +177,17 @@ class Backbone(ABC):
         from ._errors import UserError
 
         raise UserError(f"--format: backbone {self.plugin_name!r} cannot export to {fmt!r}")
+
+    def train_mode(self, model: nn.Module) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Called after the strategy's ``train_mode`` at each epoch: e.g. keep BatchNorm statistics frozen."""
+
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Change a training batch before the forward pass: batch-level augmentation such as mixup.
+
+        ``labels`` may become soft targets (probabilities, shape ``[batch, num_labels]``);
+        the engine's cross-entropy takes either. Evaluation batches never come here.
+        """
+        return batch
 
     def describe(self) -> str:
         """A short human-readable identity of the backbone (for reports)."""
