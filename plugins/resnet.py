@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, open_image, read_state_dict, undecoded
+from tl_toolkit import (
+    Backbone,
+    SourceModel,
+    Task,
+    UserError,
+    export_onnx,
+    open_image,
+    read_state_dict,
+    undecoded,
+)
 
 if TYPE_CHECKING:
     import datasets
