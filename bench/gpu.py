@@ -13,7 +13,7 @@ AdamW, pinned-memory loaders. The first ``--warmup`` steps (compilation,
 allocator growth) are left out of each timing.
 
 MFU = model FLOPs per second / the device's peak dense bf16 FLOP/s, with model
-FLOPs = 6 x parameters x tokens for BERT and 3 x forward FLOPs (counted by
+FLOPs = 6 x (non-embedding) parameters x tokens for BERT and 3 x forward FLOPs (counted by
 ``FlopCounterMode``) for ResNet. On CPU the peak is a measured fp32 matmul,
 so ``--tiny`` (small models, a few steps) exercises the whole path without a GPU.
 
@@ -128,12 +128,14 @@ class _Workload:
         return _Synthetic("text" if self.kind == "bert" else "image", self.n, self.size, vocab)
 
     def model_flops_per_step(self, model: Any) -> float:
-        """6 x params x tokens (BERT) or 3 x counted forward FLOPs (ResNet), for one batch."""
+        """6 x non-embedding params x tokens (BERT) or 3 x counted forward FLOPs (ResNet), for one batch."""
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
         if self.kind == "bert":
-            return 6.0 * sum(p.numel() for p in model.parameters()) * self.batch * self.size
+            # Non-embedding parameters: a lookup costs no multiply-adds (the usual convention for 6 N T).
+            embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+            return 6.0 * (sum(p.numel() for p in model.parameters()) - embedding) * self.batch * self.size
         x = torch.randn(self.batch, 3, self.size, self.size)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(x)
@@ -160,7 +162,7 @@ class _Workload:
                 "strategy": {"plugin": "full"},
                 "train": {"epochs": 1, "batch_size": self.batch, "lr": 1e-4, "mixed_precision": self.precision,
                           "compile": self.args.compile, "num_workers": self.args.workers, "log_every_steps": 1,
-                          "max_grad_norm": None},
+                          "max_grad_norm": None, "group_by_length": False},
             })
             backbone = registry.get("backbone", plugin)(recipe.backbone, recipe.data)
             torch.manual_seed(0)
@@ -168,8 +170,9 @@ class _Workload:
             backbone.collate = _collate  # the synthetic examples are tensors already: no tokenizer or transform
             ds = self.dataset(model)
             accelerator = make_accelerator(recipe)
-            fit(recipe, backbone, registry.get("strategy", "full")({}), model, ds, _Head(ds, self.batch),
-                Path(out), accelerator, quiet=True)
+            strategy = registry.get("strategy", "full")(recipe.strategy.options)
+            model = strategy.apply(model, backbone)
+            fit(recipe, backbone, strategy, model, ds, _Head(ds, self.batch), Path(out), accelerator, quiet=True)
             rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
         times = [r["train_seconds"] for r in rows if r["kind"] == "train"]
         return (times[-1] - times[self.args.warmup - 1]) / (len(times) - self.args.warmup)

@@ -50,7 +50,8 @@ def _setup(kind: str, n: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
                "data": {"format": "imagefolder", "train": "-", "image_size": _PX}}
         pixels = rng.standard_normal((n, 3, _PX, _PX), dtype=np.float32)
         ds = datasets.Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
-    recipe = Recipe.model_validate({**raw, "strategy": {"plugin": "full"}, "train": {"epochs": 1, "lr": 1e-4}})
+    train = {"epochs": 1, "lr": 1e-4, "group_by_length": False}  # fixed-length inputs: the same batches both sides
+    recipe = Recipe.model_validate({**raw, "strategy": {"plugin": "full"}, "train": train})
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
     torch.manual_seed(seed)
     model = backbone.build(Task([str(i) for i in range(_LABELS)]))
@@ -62,7 +63,8 @@ def _tl_epoch(recipe: Any, backbone: Any, model: Any, ds: Any, eval_ds: Any) -> 
     from tl_toolkit._engine import fit, make_accelerator
     from tl_toolkit._registry import registry
 
-    strategy = registry.get("strategy", "full")({})
+    strategy = registry.get("strategy", "full")(recipe.strategy.options)
+    model = strategy.apply(model, backbone)
     with tempfile.TemporaryDirectory() as out:
         accelerator = make_accelerator(recipe)
         result = fit(recipe, backbone, strategy, model, ds, eval_ds, Path(out), accelerator, quiet=True)

@@ -248,10 +248,12 @@ class ResNetBackbone(Backbone):
 
     def augmentation(self) -> str | None:
         opts = self.options
-        if not opts.augment:
-            return None
-        return (f"backbone.options.augment is on (random-resized crop {tuple(opts.scale)}, flip p={opts.hflip}); "
-                f"set it to false to cache features")
+        if opts.augment:
+            return (f"backbone.options.augment is on (random-resized crop {tuple(opts.scale)}, flip p={opts.hflip}); "
+                    f"set it to false to cache features")
+        if self.mixup is not None:
+            return "backbone.options.mixup / cutmix mix the images of each batch; set them to 0 to cache features"
+        return None
 
     def block_names(self, model: nn.Module) -> list[str]:
         # timm ResNets register their modules in forward order: stem (conv1, bn1), layer1..layer4, head.

@@ -271,7 +271,8 @@ def fit(
         checkpoints.save(state, eval_metrics)
     if not evaluated:  # resumed a run whose every epoch was done
         eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): it also ends the process group the pipeline still uses
+        tracker.finish()
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, state.train_seconds,
                      accelerator, best_checkpoint=state.best)

@@ -218,3 +218,13 @@ class _HeadOnFeatures:
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.inner.head_forward(model, batch["features"])
+
+    def train_mode(self, model: nn.Module) -> None:
+        self.inner.train_mode(model)
+
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return batch  # batch-level augmentation turns the cache off (Backbone.augmentation), so there is none here
+
+    def lengths(self, dataset: Any) -> None:
+        """Features have one size: nothing to group by length."""
+        return None

@@ -125,16 +125,22 @@ def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, modality: 
         tags=["tl-toolkit", task, recipe.backbone.plugin, f"strategy-{recipe.strategy.plugin}"]
         + (["transfer-learning"] if recipe.backbone.init_from else []),
         datasets=[dataset],
-        metrics=["accuracy", "f1"],
+        metrics=sorted({_CARD_METRICS.get(k, (k, k))[0] for k in summary["eval"] if k != "loss"}),
         base_model=model if hub_id else None,
         model_name=recipe.name,
         eval_results=[
             EvalResult(task_type=task, dataset_type=recipe.data.format, dataset_name=dataset,
                        dataset_split="eval" if recipe.data.eval else "held-out", metric_type=metric, metric_name=name,
-                       metric_value=round(summary["eval"][key], 6))
-            for metric, name, key in (("accuracy", "accuracy", "accuracy"), ("f1", "macro-F1", "f1_macro"))
+                       metric_value=round(value, 6))
+            for key, value in summary["eval"].items() if key != "loss"
+            for metric, name in [_CARD_METRICS.get(key, (key, key))]
         ],
     )
+
+
+# A run's metric key -> (the hub's metric id, its display name); others appear under their own key.
+_CARD_METRICS = {"accuracy": ("accuracy", "accuracy"), "f1_macro": ("f1", "macro-F1"), "f1_micro": ("f1", "micro-F1"),
+                 "mse": ("mse", "MSE"), "pearson": ("pearsonr", "Pearson"), "spearman": ("spearmanr", "Spearman")}
 
 
 def _usage(library: str, model_dir: Path, backbone: Backbone) -> list[str]:
@@ -176,8 +182,9 @@ def write_model_card(
         f"{len(summary['label_names'])} labels: {', '.join(summary['label_names'][:20])}"
         f"{', ...' if len(summary['label_names']) > 20 else ''}.", "",
         "## Results", "",
-        f"On {summary['num_eval_examples']} held-out examples: accuracy **{ev['accuracy']:.4f}**, "
-        f"macro-F1 **{ev['f1_macro']:.4f}**, loss {ev['loss']:.4f}. Trained on {summary['num_train_examples']} "
+        f"On {summary['num_eval_examples']} held-out examples: "
+        f"{', '.join(f'{k} **{v:.4f}**' for k, v in ev.items() if k != 'loss')}, loss {ev['loss']:.4f}. "
+        f"Trained on {summary['num_train_examples']} "
         f"examples for {summary['epochs']} epochs ({summary['train_seconds']:.1f} s); "
         f"{summary['trainable_params']:,} of {summary['total_params']:,} parameters trained.", "",
     ]

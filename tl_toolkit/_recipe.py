@@ -231,6 +231,20 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return out
 
 
+def _drop_other_plugin_options(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Options belong to their plugin: an override that switches ``strategy.plugin`` (or ``backbone.plugin``)
+    without giving new options starts the new plugin from its defaults, so ``strategy.plugin=full`` works on a
+    LoRA recipe."""
+    out = dict(data)
+    for section in ("strategy", "backbone"):
+        new, old = overrides.get(section), data.get(section)
+        if not (isinstance(new, dict) and isinstance(old, dict)) or "options" in new:
+            continue
+        if "plugin" in new and new["plugin"] != old.get("plugin"):
+            out[section] = {k: v for k, v in old.items() if k != "options"}
+    return out
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a recipe file as a mapping.
 
@@ -289,7 +303,7 @@ def raw_recipe(
         data, origin = read_yaml(source), str(source)
     if overrides:
         extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
-        data = apply_overrides(data, extra)
+        data = apply_overrides(_drop_other_plugin_options(data, extra), extra)
     return data, origin
 
 
