@@ -70,6 +70,10 @@ class PooledClassifier(nn.Module):
                                                                                          0.1))
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 
+    def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
+        """Recompute the encoder's activations in the backward pass (``train.gradient_checkpointing``)."""
+        self.encoder.gradient_checkpointing_enable(**kwargs)
+
     @property
     def config(self) -> Any:
         """The encoder's config: ``id2label``, ``problem_type`` and the rest live there, as on a transformers model."""
