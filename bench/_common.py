@@ -79,7 +79,7 @@ def in_subprocess(module: str, *args: str) -> dict[str, Any]:
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=root, capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))},
     )
     if out.returncode != 0:
         raise RuntimeError(f"python -m {module} {' '.join(args)} failed:\n{out.stderr[-3000:]}")

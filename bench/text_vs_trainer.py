@@ -34,6 +34,9 @@ import torch
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 LR = {"full": 3e-5, "lora": 5e-4, "head-only": 1e-3}
+#: LoRA targets of recipes/sst2_bert_lora.yaml: every linear layer of the transformer blocks.
+ALL_LINEAR = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+              "intermediate.dense", "output.dense"]
 
 
 def read_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[int]]:
@@ -53,7 +56,8 @@ def run_toolkit(args: argparse.Namespace, train_file: Path, out: Path) -> dict[s
         "backbone": {"plugin": "bert", "model": MODEL},
         "data": {"format": "csv", "train": str(train_file), "eval": str(SST2 / "dev.tsv"),
                  "text_column": "sentence", "max_length": args.max_length},
-        "strategy": {"plugin": args.strategy},
+        "strategy": {"plugin": args.strategy,
+                     "options": {"target_modules": args.lora_targets} if args.strategy == "lora" else {}},
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": LR[args.strategy],
                   "log_every_steps": 1000},
     }
@@ -83,7 +87,7 @@ def run_trainer(args: argparse.Namespace, sentences: list[str], labels: list[int
         from peft import LoraConfig, TaskType, get_peft_model
 
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.05,
-                                                 target_modules=["query", "value"]))
+                                                 target_modules=args.lora_targets))
 
     def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
         return tokenizer(batch["sentence"], truncation=True, max_length=args.max_length)
@@ -116,6 +120,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (both runs)")
+    parser.add_argument("--lora-targets", type=lambda v: v.split(","), default=ALL_LINEAR,
+                        help="LoRA target modules for both sides, comma-separated (default: every linear layer of "
+                             "the blocks, as recipes/sst2_bert_lora.yaml)")
     parser.add_argument("--quick", action="store_true", help="1,000 training sentences: a check, not a figure")
     parser.add_argument("--no-trainer", action="store_true", help="tl_toolkit only")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",

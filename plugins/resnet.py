@@ -86,6 +86,8 @@ class ResNetBackbone(Backbone):
         if torch.cuda.is_available():
             # NHWC convolutions are faster on GPUs (tensor cores); forward() feeds NHWC batches.
             model = model.to(memory_format=torch.channels_last)
+            # Every batch has the recipe's image size, so cuDNN's per-shape algorithm search pays off.
+            torch.backends.cudnn.benchmark = True
         return model
 
     def _create(self, num_labels: int) -> nn.Module:

@@ -88,15 +88,28 @@ def test_compile_is_handed_to_accelerate() -> None:
     assert make_accelerator(recipe).state.dynamo_plugin.backend.value.lower() == "no"
 
 
-def test_optimizer_is_fused_only_on_cuda() -> None:
+def test_optimizer_is_fused_on_cpu_and_steps_like_the_reference() -> None:
     import torch
 
     from tl_toolkit._performance import make_optimizer
 
-    param = torch.nn.Parameter(torch.zeros(2))
-    assert not make_optimizer([param], 1e-3, torch.device("cpu")).defaults["fused"]
+    torch.manual_seed(0)
+    weights = [torch.randn(64, 32), torch.randn(32)]
+    ours = [torch.nn.Parameter(w.clone()) for w in weights]
+    reference = [torch.nn.Parameter(w.clone()) for w in weights]
+    optimizer = make_optimizer(ours, 1e-2, torch.device("cpu"))
+    assert optimizer.defaults["fused"]
+    plain = torch.optim.AdamW(reference, lr=1e-2, foreach=False)
+    for _ in range(5):
+        grads = [torch.randn_like(w) for w in weights]
+        for params, opt in ((ours, optimizer), (reference, plain)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b)
     if torch.cuda.is_available():
-        assert make_optimizer([param.cuda()], 1e-3, torch.device("cuda")).defaults["fused"]
+        assert make_optimizer([torch.nn.Parameter(torch.zeros(2, device="cuda"))], 1e-3, torch.device("cuda")).defaults["fused"]
 
 
 def test_benchmark_suite_runs_the_gpu_path_on_cpu(tmp_path: Path) -> None:

@@ -231,17 +231,20 @@ def fit(
                 extra = strategy.extra_loss(model, batch, logits)
                 if extra is not None:
                     loss = loss + extra
-                finite = _all_finite(accelerator, loss)
+                accelerator.backward(loss)
+                # The step's one wait for the device: the backward pass is already queued behind it.
+                value, finite = _loss_and_finite(accelerator, loss)
                 if finite:
-                    accelerator.backward(loss)
                     if accelerator.sync_gradients and cfg.max_grad_norm:
                         accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
+                else:  # no update: drop this batch's gradients and those accumulated with it
+                    for param in trainable:
+                        param.grad = None
                 optimizer.zero_grad(set_to_none=True)
             state.batch += 1
             if finite:
-                value = loss.detach().float().item()
                 state.window_loss, state.window_batches = state.window_loss + value, state.window_batches + 1
                 state.epoch_loss, state.epoch_batches = state.epoch_loss + value, state.epoch_batches + 1
                 progress.advance(value, scheduler.get_last_lr()[0], len(batch["labels"]))
@@ -278,14 +281,17 @@ def fit(
                      accelerator, best_checkpoint=state.best)
 
 
-def _all_finite(accelerator: Accelerator, loss: Any) -> bool:
-    """Whether the loss is finite on every process: they must agree, or one would step while another stops."""
+def _loss_and_finite(accelerator: Accelerator, loss: Any) -> tuple[float, bool]:
+    """The batch's loss, and whether it is finite on every process (they must agree, or one would
+    step while another stops), read from the device in one transfer."""
     import torch
 
-    finite = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)
+    value = loss.detach().float().reshape(1)
+    finite = torch.isfinite(value).to(torch.float32)
     if accelerator.num_processes > 1:
         finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
-    return bool(finite.item() == 1.0)
+    loss_value, all_finite = torch.cat([value, finite]).tolist()
+    return loss_value, all_finite == 1.0
 
 
 def _on_nonfinite(accelerator: Accelerator, cfg: Any, loss: Any, state: TrainState, root: Path) -> None:

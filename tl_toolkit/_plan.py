@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UserError
+from ._performance import make_optimizer
 from ._recipe import Recipe
 from ._registry import registry
 
@@ -51,7 +52,8 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     sample = backbone.preprocess(data.train.select(range(min(len(data.train), (steps + 1) * bs))), train=True)
     batches = [backbone.collate([sample[j] for j in range(i, min(i + bs, len(sample)))])
                for i in range(0, len(sample), bs)]
-    optimizer = torch.optim.AdamW(strategy.parameter_groups(model, recipe.train.weight_decay), lr=recipe.train.lr)
+    optimizer = make_optimizer(strategy.parameter_groups(model, recipe.train.weight_decay), recipe.train.lr,
+                               torch.device("cpu"))
     strategy.on_epoch_start(model, 0, recipe.train.epochs)
     model.train()
     strategy.train_mode(model)
