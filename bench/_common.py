@@ -86,6 +86,22 @@ def in_subprocess(module: str, *args: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# -- models -------------------------------------------------------------------
+
+
+def bert_architecture_dir(root: Path, **config: Any) -> str:
+    """A directory with a BERT config (``config`` over BertConfig's defaults, i.e. bert-base) and a
+    small WordPiece vocabulary: for synthetic tokens the tokenizer is only what the backbone loads,
+    so the directory builds offline anywhere, without any model package."""
+    from transformers import BertConfig, BertTokenizerFast
+
+    BertConfig(**config).save_pretrained(root)
+    vocab = Path(root) / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root)
+    return str(root)
+
+
 # -- results ------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import table
+from bench._common import bert_architecture_dir, table
 
 #: Peak dense bf16 tensor-core FLOP/s by device name (vendor data sheets, without sparsity).
 PEAK_BF16 = {"H200": 989e12, "H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, "H100": 989e12,
@@ -96,20 +96,12 @@ class _Workload:
     def model_dir(self, root: Path) -> str:
         """What the recipe's ``backbone.model`` names: a timm name, or a directory with a BERT config.
 
-        The BERT directory holds bert-base's architecture (or a tiny one) and a
-        small WordPiece vocabulary: the tokens are synthetic, so the tokenizer is
-        only what the backbone loads, and the directory builds offline anywhere.
+        The BERT directory holds bert-base's architecture (or a tiny one), built offline.
         """
         if self.kind != "bert":
             return self.model_name
-        from transformers import BertConfig, BertTokenizerFast
-
         tiny = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
-        BertConfig(**(tiny if self.args.tiny else {})).save_pretrained(root)
-        vocab = root / "vocab.txt"
-        vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
-        BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root)
-        return str(root)
+        return bert_architecture_dir(root, **(tiny if self.args.tiny else {}))
 
     def build(self, model: str) -> Any:
         """A freshly initialised model for the peers (the same seed and architecture as tl_toolkit's)."""

@@ -36,7 +36,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bench._common import in_subprocess, peak_memory_mb, reset_peak_memory, resident_mb, side_by_side, table
+from bench._common import (
+    bert_architecture_dir,
+    in_subprocess,
+    peak_memory_mb,
+    reset_peak_memory,
+    resident_mb,
+    side_by_side,
+    table,
+)
 from tl_toolkit import BackboneConfig, DataConfig, Task
 from tl_toolkit._performance import enable_gradient_checkpointing, make_optimizer
 from tl_toolkit._quiet import quiet_libraries
@@ -44,21 +52,12 @@ from tl_toolkit._registry import registry
 
 STRATEGIES = ["full", "head-only", "lora"]
 MEMORY_VARIANTS = [*STRATEGIES, "lora+ckpt"]
+#: all-MiniLM-L6-v2's shape, for ``--random-init``.
+MINILM_ARCHITECTURE = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
 
 
 def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _minilm_architecture(root: str) -> str:
-    """A directory with all-MiniLM-L6-v2's architecture (no weights) and a small WordPiece vocabulary."""
-    from transformers import BertConfig, BertTokenizerFast
-
-    BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536).save_pretrained(root)
-    vocab = Path(root) / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(root)
-    return root
 
 
 def _setup(
@@ -74,8 +73,11 @@ def _setup(
         )
         inputs = {"pixel_values": torch.randn(batch, 3, 64, 64)}
     else:
-        config = (BackboneConfig(plugin="bert", model=_minilm_architecture(tempfile.mkdtemp()), pretrained=False)
-                  if random_init else BackboneConfig(plugin="bert", model="sentence-transformers/all-MiniLM-L6-v2"))
+        if random_init:
+            architecture = bert_architecture_dir(Path(tempfile.mkdtemp()), **MINILM_ARCHITECTURE)
+            config = BackboneConfig(plugin="bert", model=architecture, pretrained=False)
+        else:
+            config = BackboneConfig(plugin="bert", model="sentence-transformers/all-MiniLM-L6-v2")
         backbone = registry.get("backbone", "bert")(config, DataConfig(format="csv", train="-"))
         inputs = {"input_ids": torch.randint(1000, 20000, (batch, 128)), "attention_mask": torch.ones(batch, 128,
                                                                                                         dtype=torch.long)}

@@ -249,7 +249,7 @@ def fit(
                 state.epoch_loss, state.epoch_batches = state.epoch_loss + value, state.epoch_batches + 1
                 progress.advance(value, scheduler.get_last_lr()[0], len(batch["labels"]))
             else:
-                _on_nonfinite(accelerator, cfg, loss, state, checkpoints.root)
+                _on_nonfinite(accelerator, cfg, value, state, checkpoints.root)
             if accelerator.sync_gradients:
                 state.step += 1
                 if state.step % cfg.log_every_steps == 0 and state.window_batches:
@@ -294,9 +294,8 @@ def _loss_and_finite(accelerator: Accelerator, loss: Any) -> tuple[float, bool]:
     return loss_value, all_finite == 1.0
 
 
-def _on_nonfinite(accelerator: Accelerator, cfg: Any, loss: Any, state: TrainState, root: Path) -> None:
+def _on_nonfinite(accelerator: Accelerator, cfg: Any, value: float, state: TrainState, root: Path) -> None:
     """Skip the step (``train.skip_nonfinite``), or stop with the step named and the last good checkpoint kept."""
-    value = loss.detach().float().item()
     where = f"step {state.step + 1} (epoch {state.epoch + 1}, batch {state.batch})"
     if cfg.skip_nonfinite:
         state.skipped_steps += 1
