@@ -74,12 +74,16 @@ def peak_memory_mb(baseline_mb: float) -> float:
     return resident_mb("VmHWM") - baseline_mb
 
 
-def in_subprocess(module: str, *args: str) -> dict[str, Any]:
-    """Run ``python -m module args`` and parse the JSON object it prints last (a fresh heap for memory figures)."""
+def in_subprocess(module: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python -m module args`` and parse the JSON object it prints last (a fresh heap for memory figures).
+
+    ``env`` adds environment variables to the child's.
+    """
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=root, capture_output=True, text=True, check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))},
+        env={**os.environ, **(env or {}),
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))},
     )
     if out.returncode != 0:
         raise RuntimeError(f"python -m {module} {' '.join(args)} failed:\n{out.stderr[-3000:]}")

@@ -54,7 +54,7 @@ def run(repeats: int, batch: int, matmul: int) -> list[dict[str, Any]]:
     peak = matmul_flops_per_second(matmul, repeats)
     rows: list[dict[str, Any]] = [{"what": f"matmul {matmul}x{matmul} fp32", "gflops": peak / 1e9, "share": 1.0}]
     for kind in ("resnet18", "minilm-l6"):
-        backbone, model, batch_, optimizer, _, _ = _setup(kind, "full", batch)
+        backbone, model, batch_, optimizer, *_ = _setup(kind, "full", batch)
         flops = step_flops(backbone, model, batch_)
         seconds = side_by_side({"step": partial(_time_steps, backbone, model, batch_, optimizer, 1)}, repeats)["step"]
         rows.append({"what": f"{kind} full fine-tuning, batch {batch}", "gflop_per_step": flops / 1e9,

@@ -6,12 +6,20 @@ and times optimizer steps (forward, backward, AdamW) on a fixed synthetic
 batch. Strategies alternate within each repeat so machine noise hits all of
 them alike; the medians and their ratio to ``full`` are printed.
 
+Each strategy runs as ``tl run`` trains it, with ``train.gradient_checkpointing:
+auto``: LoRA recomputes a transformer's activations in the backward pass (its
+weights are frozen, so the kept activations are most of its memory; a ResNet,
+with BatchNorm, keeps them); the row ``lora/keep`` is LoRA with
+``train.gradient_checkpointing=false``.
+
 Peak memory is measured for each strategy in a fresh process (so one
 strategy's freed blocks cannot hide another's peak): on GPU the CUDA
 allocator's peak, on CPU the peak resident memory over the process's
 resident memory before the model was built, i.e. weights + gradients +
-optimizer state + activations. ``lora+ckpt`` is LoRA with
-``train.gradient_checkpointing``, which trades recomputation for activations.
+optimizer state + activations. On the CPU the probe runs with glibc's mmap
+threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_``): by default glibc raises
+that threshold as large blocks are freed and then keeps freed tensors in its
+heap, so the resident peak would count memory no tensor holds any more.
 
 With a GPU, everything runs there under bf16 autocast, as ``tl run`` trains
 with ``train.mixed_precision: bf16``. ``--random-init`` builds MiniLM's
@@ -46,12 +54,17 @@ from bench._common import (
     table,
 )
 from tl_toolkit import BackboneConfig, DataConfig, Task
-from tl_toolkit._performance import enable_gradient_checkpointing, make_optimizer
+from tl_toolkit._dropout import use_fast_dropout
+from tl_toolkit._performance import apply_gradient_checkpointing, make_optimizer
 from tl_toolkit._quiet import quiet_libraries
 from tl_toolkit._registry import registry
 
-STRATEGIES = ["full", "head-only", "lora"]
-MEMORY_VARIANTS = [*STRATEGIES, "lora+ckpt"]
+#: Row name: (strategy, train.gradient_checkpointing).
+VARIANTS: dict[str, tuple[str, bool | str]] = {
+    "full": ("full", "auto"), "head-only": ("head-only", "auto"), "lora": ("lora", "auto"), "lora/keep": ("lora", False),
+}
+#: glibc's variable that fixes its mmap threshold, so freed tensors leave the resident set at once.
+CPU_PROBE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
 #: all-MiniLM-L6-v2's shape, for ``--random-init``.
 MINILM_ARCHITECTURE = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
 
@@ -61,8 +74,8 @@ def _device() -> torch.device:
 
 
 def _setup(
-    kind: str, strategy: str, batch: int, checkpointing: bool = False, random_init: bool = False
-) -> tuple[Any, Any, dict[str, torch.Tensor], Any, int, int]:
+    kind: str, variant: str, batch: int, random_init: bool = False
+) -> tuple[Any, Any, dict[str, torch.Tensor], Any, int, int, bool]:
     torch.manual_seed(0)
     device = _device()
     task = Task([str(i) for i in range(10)])
@@ -83,16 +96,17 @@ def _setup(
                                                                                                         dtype=torch.long)}
     model = backbone.build(task)
     total = sum(p.numel() for p in model.parameters())
+    strategy, checkpointing = VARIANTS[variant]
     strat = registry.get("strategy", strategy)({})
     model = strat.apply(model, backbone).to(device)
-    if checkpointing:
-        enable_gradient_checkpointing(model)
+    recomputes = apply_gradient_checkpointing(model, checkpointing, strat)
+    use_fast_dropout(model)  # as tl_toolkit's engine does
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = make_optimizer(strat.parameter_groups(model, 0.01), 1e-4, device)
     batch_ = {k: v.to(device) for k, v in {**inputs, "labels": torch.randint(0, 10, (batch,))}.items()}
     model.train()
     strat.train_mode(model)
-    return backbone, model, batch_, optimizer, trainable, total
+    return backbone, model, batch_, optimizer, trainable, total, recomputes
 
 
 def _time_steps(backbone: Any, model: Any, batch: dict[str, torch.Tensor], optimizer: Any, steps: int) -> float:
@@ -114,28 +128,27 @@ def _memory_probe(kind: str, variant: str, batch: int, random_init: bool, steps:
     """Peak memory of ``steps`` training steps of one strategy; run in its own process by :func:`_memory`."""
     baseline = resident_mb()
     reset_peak_memory()
-    backbone, model, batch_, optimizer, _, _ = _setup(kind, variant.split("+")[0], batch, variant.endswith("+ckpt"),
-                                                      random_init)
+    backbone, model, batch_, optimizer, *_ = _setup(kind, variant, batch, random_init)
     _time_steps(backbone, model, batch_, optimizer, steps)
     return {"peak_mb": peak_memory_mb(baseline)}
 
 
 def _memory(kind: str, variant: str, batch: int, random_init: bool) -> float:
     args = ["--probe", kind, variant, "--batch", str(batch)] + (["--random-init"] if random_init else [])
-    return float(in_subprocess("bench.strategies", *args)["peak_mb"])
+    env = {} if torch.cuda.is_available() else CPU_PROBE_ENV
+    return float(in_subprocess("bench.strategies", *args, env=env)["peak_mb"])
 
 
 def _rows_for(kind: str, repeats: int, steps: int, batch: int, memory: bool, random_init: bool) -> list[dict[str, Any]]:
-    setups = {s: _setup(kind, s, batch, random_init=random_init) for s in STRATEGIES}
-    medians = side_by_side({s: partial(_time_steps, *setups[s][:4], steps=steps) for s in STRATEGIES}, repeats)
-    peaks = {v: _memory(kind, v, batch, random_init) for v in MEMORY_VARIANTS} if memory else {}
+    setups = {v: _setup(kind, v, batch, random_init=random_init) for v in VARIANTS}
+    medians = side_by_side({v: partial(_time_steps, *setups[v][:4], steps=steps) for v in VARIANTS}, repeats)
+    peaks = {v: _memory(kind, v, batch, random_init) for v in VARIANTS} if memory else {}
     rows = []
-    for variant in MEMORY_VARIANTS:
-        trainable, total = setups[variant.split("+")[0]][4:6]
-        row: dict[str, Any] = {"model": kind, "strategy": variant, "trainable": trainable, "total": total}
-        if variant in medians:
-            row["step_ms"] = medians[variant] * 1000
-            row["time_vs_full"] = medians[variant] / medians["full"]
+    for variant in VARIANTS:
+        trainable, total, recomputes = setups[variant][4:7]
+        row: dict[str, Any] = {"model": kind, "strategy": variant, "recompute": "yes" if recomputes else "no",
+                               "trainable": trainable, "total": total, "step_ms": medians[variant] * 1000,
+                               "time_vs_full": medians[variant] / medians["full"]}
         if peaks:
             row["peak_mb"] = peaks[variant]
             row["memory_vs_full"] = peaks[variant] / peaks["full"]
@@ -167,7 +180,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(f"strategies: torch {torch.__version__}, {where}, batch {args.batch}, "
           f"{args.repeats} repeats x {args.steps} steps")
     rows = run(args.repeats, args.steps, args.batch, memory=not args.no_memory, random_init=args.random_init)
-    print(table(rows, [("model", "model", ""), ("strategy", "strategy", ""), ("trainable", "trainable", ",d"),
+    print(table(rows, [("model", "model", ""), ("strategy", "strategy", ""), ("recompute", "recompute", ""),
+                       ("trainable", "trainable", ",d"),
                        ("step_ms", "step ms", ".1f"), ("time_vs_full", "time vs full", ".2f"),
                        ("peak_mb", "peak MiB", ".0f"), ("memory_vs_full", "memory vs full", ".2f")]))
     return rows

@@ -138,6 +138,14 @@ class BertBackbone(Backbone):
         return checkpoint_pooling(path) if chosen == "auto" else chosen
 
     def build(self, task: Task, source: SourceModel | None = None) -> nn.Module:
+        from tl_toolkit_plugins.bert_attention import install
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier
+
+        model = self._build(task, source)
+        install(model.encoder if isinstance(model, PooledClassifier) else model)  # fast CPU attention dropout
+        return model
+
+    def _build(self, task: Task, source: SourceModel | None) -> nn.Module:
         if source is not None:
             if isinstance(source.backbone, BertBackbone):
                 self.tokenizer = source.backbone.tokenizer

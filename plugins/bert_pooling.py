@@ -70,9 +70,12 @@ class PooledClassifier(nn.Module):
                                                                                          0.1))
         self.classifier = nn.Linear(config.hidden_size, num_labels)
 
-    def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs: dict[str, Any] | None = None) -> None:
         """Recompute the encoder's activations in the backward pass (``train.gradient_checkpointing``)."""
-        self.encoder.gradient_checkpointing_enable(**kwargs)
+        if hasattr(self.encoder, "activation_checkpointing_enable"):  # transformers >= 5.23
+            self.encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=activation_checkpointing_kwargs)
+        else:
+            self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=activation_checkpointing_kwargs)
 
     @property
     def config(self) -> Any:

@@ -42,6 +42,7 @@ class LoraStrategy(Strategy):
     """Train low-rank adapters (peft LoRA) and the head; the pretrained weights stay frozen."""
 
     options_model = LoraOptions
+    recompute_activations = True  # frozen backbone: activations are most of the memory left to save
 
     def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
         from peft import LoraConfig, get_peft_model

@@ -35,14 +35,73 @@ def test_gradient_checkpointing_changes_memory_not_results_text(
 ) -> None:
     # Recomputing activations must give the very same training run (dropout included) for every strategy,
     # including LoRA, whose frozen embeddings give the checkpointed blocks no input that requires grad.
-    plain = finetune(_text_recipe(tiny_bert_dir, tmp_path / "a", strategy), quiet=True)
+    plain = finetune(_text_recipe(tiny_bert_dir, tmp_path / "a", strategy), train={"gradient_checkpointing": False},
+                     quiet=True)
     ckpt = finetune(_text_recipe(tiny_bert_dir, tmp_path / "b", strategy), train={"gradient_checkpointing": True},
                     quiet=True)
     assert ckpt.metrics["loss"] == pytest.approx(plain.metrics["loss"], rel=1e-4)
     assert plain.metrics["loss"] != pytest.approx(
-        finetune(_text_recipe(tiny_bert_dir, tmp_path / "c", strategy), train={"lr": 1e-2}, quiet=True).metrics["loss"],
+        finetune(_text_recipe(tiny_bert_dir, tmp_path / "c", strategy), train={"lr": 1e-2, "gradient_checkpointing": False},
+                 quiet=True).metrics["loss"],
         rel=1e-4,
     )  # the comparison above can fail: a different run gives a different loss
+
+
+def _saved_activation_bytes(tiny_bert_dir: Path, strategy: str, setting: bool | str) -> tuple[bool, int]:
+    """Whether ``setting`` recomputes activations for ``strategy``, and the bytes one forward pass keeps for backward."""
+    import torch
+
+    from tl_toolkit import BackboneConfig, DataConfig, Task
+    from tl_toolkit._performance import apply_gradient_checkpointing
+    from tl_toolkit._registry import registry
+
+    backbone = registry.get("backbone", "bert")(BackboneConfig(plugin="bert", model=str(tiny_bert_dir)),
+                                                DataConfig(format="csv", train="-"))
+    strat = registry.get("strategy", strategy)({})
+    model = strat.apply(backbone.build(Task(["a", "b"])), backbone).train()
+    recomputes = apply_gradient_checkpointing(model, setting, strat)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.untyped_storage().data_ptr() not in params:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    batch = {"input_ids": torch.randint(5, 90, (8, 32)), "attention_mask": torch.ones(8, 32, dtype=torch.long)}
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        backbone.forward(model, batch).sum().backward()
+    return recomputes, sum(kept.values())
+
+
+def test_gradient_checkpointing_auto_follows_the_strategy(tiny_bert_dir: Path) -> None:
+    # auto (the default) recomputes for LoRA, whose frozen backbone leaves activations as most of its memory,
+    # and keeps them for full fine-tuning; an explicit setting overrides the strategy either way.
+    from tl_toolkit import Recipe
+
+    assert Recipe.model_validate({**DIGITS}).train.gradient_checkpointing == "auto"
+    lora_auto, lora_auto_bytes = _saved_activation_bytes(tiny_bert_dir, "lora", "auto")
+    lora_off, lora_off_bytes = _saved_activation_bytes(tiny_bert_dir, "lora", False)
+    full_auto, full_auto_bytes = _saved_activation_bytes(tiny_bert_dir, "full", "auto")
+    full_on, full_on_bytes = _saved_activation_bytes(tiny_bert_dir, "full", True)
+    assert (lora_auto, lora_off, full_auto, full_on) == (True, False, False, True)
+    assert lora_auto_bytes < lora_off_bytes / 2
+    assert full_on_bytes < full_auto_bytes / 2
+
+
+def test_gradient_checkpointing_auto_without_a_switch_or_with_batchnorm() -> None:
+    # A third-party model without a checkpointing switch trains under auto with its activations kept; so does a
+    # ResNet, whose BatchNorm layers would count each recomputed batch twice in their running statistics.
+    import timm
+    import torch
+
+    from tl_toolkit._performance import apply_gradient_checkpointing
+    from tl_toolkit._registry import registry
+
+    lora = registry.get("strategy", "lora")({})
+    assert apply_gradient_checkpointing(torch.nn.Linear(2, 2), "auto", lora) is False
+    assert apply_gradient_checkpointing(timm.create_model("resnet18", num_classes=3), "auto", lora) is False
+    assert apply_gradient_checkpointing(timm.create_model("resnet18", num_classes=3), True, lora) is True
 
 
 def test_gradient_checkpointing_timm_same_gradients() -> None:

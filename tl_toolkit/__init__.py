@@ -16,6 +16,7 @@ from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainCo
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
+    from ._dropout import cpu_dropout
     from ._export import export_onnx, export_run
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
@@ -39,6 +40,7 @@ __all__ = [
     "__version__",
     "block_index",
     "blocks_of",
+    "cpu_dropout",
     "export_onnx",
     "export_run",
     "finetune",
@@ -53,6 +55,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "cpu_dropout": "._dropout",
     "export_onnx": "._export",
     "export_run": "._export",
     "finetune": "._pipeline",

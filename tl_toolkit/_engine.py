@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
-from ._performance import enable_gradient_checkpointing, make_optimizer
+from ._performance import apply_gradient_checkpointing, make_optimizer
 from ._trackers import tracker_config, tracker_values
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ def fit(
     """
     from transformers import get_scheduler
 
+    from ._dropout import use_fast_dropout
     from ._metrics import Objective
 
     objective = objective or Objective(label_smoothing=recipe.train.label_smoothing)
@@ -170,8 +171,8 @@ def fit(
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
-    if cfg.gradient_checkpointing:
-        enable_gradient_checkpointing(model)
+    apply_gradient_checkpointing(model, cfg.gradient_checkpointing, strategy)
+    use_fast_dropout(model)
     optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["enable_gradient_checkpointing", "make_optimizer"]
+    from ._plugin_api import Strategy
+
+__all__ = ["apply_gradient_checkpointing", "enable_gradient_checkpointing", "make_optimizer"]
 
 
 def make_optimizer(groups: Any, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -36,25 +38,48 @@ def make_optimizer(groups: Any, lr: float, device: torch.device) -> torch.optim.
 _FUSED_ADAMW_DEVICES = frozenset({"cuda", "cpu", "xpu"})
 
 
-def enable_gradient_checkpointing(model: nn.Module) -> None:
-    """Recompute activations in the backward pass instead of keeping them.
+def enable_gradient_checkpointing(model: nn.Module, required: bool = True) -> bool:
+    """Recompute activations in the backward pass instead of keeping them; True when switched on.
 
-    Works on a Hugging Face model (``gradient_checkpointing_enable``), a timm
-    model (``set_grad_checkpointing``), or either wrapped by peft. The
+    Works on a Hugging Face model (``activation_checkpointing_enable``, or
+    ``gradient_checkpointing_enable`` before transformers 5.23), a timm model
+    (``set_grad_checkpointing``), or either wrapped by peft. The
     non-reentrant form is used: it needs no input that requires grad, so it
     also works when the embeddings are frozen (LoRA, head-only).
 
     Raises:
-        UserError: the model offers neither switch.
+        UserError: the model offers neither switch and ``required`` is set.
     """
     base_of = getattr(model, "get_base_model", None)  # peft's wrapper
     inner: Any = base_of() if callable(base_of) else model
-    if hasattr(inner, "gradient_checkpointing_enable"):
+    if hasattr(inner, "activation_checkpointing_enable"):
+        inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(inner, "gradient_checkpointing_enable"):
         inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     elif hasattr(inner, "set_grad_checkpointing"):
         inner.set_grad_checkpointing(True)
-    else:
+    elif required:
         raise UserError(
             f"train.gradient_checkpointing: the {type(inner).__name__} model has no gradient checkpointing "
             f"switch; set train.gradient_checkpointing=false"
         )
+    else:
+        return False
+    return True
+
+
+def apply_gradient_checkpointing(model: nn.Module, setting: bool | str, strategy: Strategy) -> bool:
+    """Carry out ``train.gradient_checkpointing`` for ``strategy``; True when activations will be recomputed.
+
+    ``auto`` follows :attr:`Strategy.recompute_activations` (LoRA's choice:
+    its backbone is frozen, so the activations kept for the backward pass are
+    most of its memory). It stays off for a model without the switch, and for
+    one with BatchNorm layers, which would update their running statistics a
+    second time in each recomputed block (ResNets; ``true`` still turns it on).
+    """
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if setting == "auto":
+        return (strategy.recompute_activations and not any(isinstance(m, _BatchNorm) for m in model.modules())
+                and enable_gradient_checkpointing(model, required=False))
+    return bool(setting) and enable_gradient_checkpointing(model)

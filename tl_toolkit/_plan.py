@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UserError
-from ._performance import make_optimizer
+from ._performance import apply_gradient_checkpointing, make_optimizer
 from ._recipe import Recipe
 from ._registry import registry
 
@@ -32,6 +32,7 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     import torch
 
     from ._data import load_task_data
+    from ._dropout import use_fast_dropout
     from ._feature_cache import cache_blocker
     from ._memory import peak_memory
     from ._plugin_api import Task
@@ -47,6 +48,8 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     model = strategy.apply(model, backbone)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     blocker = cache_blocker(recipe, backbone, strategy, model)
+    recomputes = apply_gradient_checkpointing(model, recipe.train.gradient_checkpointing, strategy)
+    use_fast_dropout(model)
 
     bs = recipe.train.batch_size
     sample = backbone.preprocess(data.train.select(range(min(len(data.train), (steps + 1) * bs))), train=True)
@@ -75,6 +78,7 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
         "trainable_params": trainable, "total_params": total,
         "train_examples": len(data.train), "eval_examples": len(data.eval),
         "feature_cache": "applies" if blocker is None else f"does not apply: {blocker}",
+        "gradient_checkpointing": recomputes,
         "offline": _offline_files(recipe), "measured_steps": len(seconds), "seconds_per_step": step,
         "seconds_per_epoch": per_epoch, "epochs": recipe.train.epochs,
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
@@ -110,7 +114,8 @@ def format_plan(figures: dict[str, Any]) -> str:
         f"time:         {f['seconds_per_step']:.3f} s per step (mean of {f['measured_steps'] - 1 or 1} measured), "
         f"~{f['seconds_per_epoch']:.0f} s per epoch, ~{f['seconds_per_epoch'] * f['epochs']:.0f} s for "
         f"{f['epochs']} epochs",
-        f"peak memory:  ~{f['peak_memory_mib']:.0f} MiB during those steps ({mem})",
+        f"peak memory:  ~{f['peak_memory_mib']:.0f} MiB during those steps ({mem}), activations "
+        f"{'recomputed' if f['gradient_checkpointing'] else 'kept'} for the backward pass",
         f"feature cache: {f['feature_cache']}",
         "files:", *(f"  {line}" for line in f["offline"]),
     ]

@@ -253,6 +253,12 @@ class Strategy(ABC):
     #: its features are then fixed and can be computed once (``train.feature_cache``).
     frozen_backbone: ClassVar[bool] = False
 
+    #: True when the strategy would rather recompute the backbone's activations in the backward pass than keep
+    #: them (``train.gradient_checkpointing: auto``, the default), as LoRA does: with the backbone's weights
+    #: frozen, the kept activations are most of its memory, and a backward pass without weight gradients
+    #: leaves room for the recomputation.
+    recompute_activations: ClassVar[bool] = False
+
     def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:  # noqa: B027 - optional hook
         """Called before each epoch (0-based ``epoch`` of ``epochs``), with the unwrapped model.
 

@@ -115,8 +115,10 @@ class TrainConfig(_Section):
     )
     skip_nonfinite: bool = Field(False, description="skip a step whose loss is NaN or inf instead of stopping")
     compile: bool = Field(False, description="torch.compile the model (through accelerate's dynamo plugin)")
-    gradient_checkpointing: bool = Field(
-        False, description="recompute activations in the backward pass: less memory, about a third more compute"
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="recompute activations in the backward pass: less memory, more compute; "
+        "auto: as the strategy prefers (lora: on)",
     )
     feature_cache: Literal["auto", "off"] = Field(
         "auto", description="auto: a frozen backbone's features are computed once and cached on disk"
