@@ -23,13 +23,18 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def side_by_side(contenders: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Median of ``repeats`` alternating calls of each contender (each returns seconds of one measured unit)."""
+    """Median of ``repeats`` alternating calls of each contender (each returns seconds of one measured unit).
+
+    The order turns round every repeat (A B, B A, A B, ...), so neither contender always runs right
+    after the other and inherits its caches, heap or clock state.
+    """
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    order = list(contenders.items())
+    for repeat in range(repeats):
+        for name, fn in order if repeat % 2 == 0 else reversed(order):
             samples[name].append(fn())
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -126,17 +131,21 @@ def machine_name() -> str:
 
 
 def write_results(results: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
-    """Write ``results`` to ``<directory>/<date>-<machine>.json`` and return the path."""
+    """Write ``results`` to ``<directory>/<date>-<machine>.json`` and return the path.
+
+    Benchmarks already in that day's file and not in ``results`` are kept (``--only`` re-runs one).
+    """
     import torch
 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{_dt.date.today().isoformat()}-{machine_name()}.json"
+    earlier = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
     payload = {
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
         "machine": machine_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "results": results,
+        "results": {**earlier, **results},
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path

@@ -36,6 +36,7 @@ def _setup(kind: str, n: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
     import torch
 
     from tl_toolkit import Recipe, Task
+    from tl_toolkit._dropout import use_fast_dropout
     from tl_toolkit._registry import registry
 
     rng = np.random.default_rng(seed)
@@ -55,6 +56,7 @@ def _setup(kind: str, n: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
     torch.manual_seed(seed)
     model = backbone.build(Task([str(i) for i in range(_LABELS)]))
+    use_fast_dropout(model)  # the model as tl_toolkit's engine trains it, for both sides
     return recipe, backbone, model, ds
 
 

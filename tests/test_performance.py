@@ -95,11 +95,19 @@ def test_gradient_checkpointing_auto_without_a_switch_or_with_batchnorm() -> Non
     import timm
     import torch
 
+    from tl_toolkit import UserError
     from tl_toolkit._performance import apply_gradient_checkpointing
     from tl_toolkit._registry import registry
 
+    class Unsupported(torch.nn.Linear):  # as transformers answers for a model class without support
+        def activation_checkpointing_enable(self, **kwargs: object) -> None:
+            raise ValueError("Unsupported does not support activation checkpointing.")
+
     lora = registry.get("strategy", "lora")({})
     assert apply_gradient_checkpointing(torch.nn.Linear(2, 2), "auto", lora) is False
+    assert apply_gradient_checkpointing(Unsupported(2, 2), "auto", lora) is False
+    with pytest.raises(UserError, match=r"train\.gradient_checkpointing: the Unsupported model cannot .* does not"):
+        apply_gradient_checkpointing(Unsupported(2, 2), True, lora)
     assert apply_gradient_checkpointing(timm.create_model("resnet18", num_classes=3), "auto", lora) is False
     assert apply_gradient_checkpointing(timm.create_model("resnet18", num_classes=3), True, lora) is True
 
@@ -173,7 +181,10 @@ def test_optimizer_is_fused_on_cpu_and_steps_like_the_reference() -> None:
 
 def test_benchmark_suite_runs_the_gpu_path_on_cpu(tmp_path: Path) -> None:
     # `bench/gpu.py --tiny`: tl_toolkit's engine vs transformers.Trainer (BERT) and a timm + accelerate loop
-    # (ResNet) with MFU, through the suite runner that writes the results file.
+    # (ResNet) with MFU, through the suite runner that writes the results file, keeping the day's earlier figures.
+    from bench._common import write_results
+
+    write_results({"overhead": {"rows": [{"model": "minilm", "ratio": 1.0}]}}, tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--only", "gpu", "--results-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
@@ -181,7 +192,9 @@ def test_benchmark_suite_runs_the_gpu_path_on_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "=== summary ===" in proc.stdout and "MFU" in proc.stdout
     (path,) = tmp_path.glob("*.json")
-    rows = json.loads(path.read_text())["results"]["gpu"]["rows"]
+    results = json.loads(path.read_text())["results"]
+    assert results["overhead"]["rows"] == [{"model": "minilm", "ratio": 1.0}]
+    rows = results["gpu"]["rows"]
     assert [r["side"] for r in rows] == ["tl_toolkit", "transformers.Trainer", "tl_toolkit", "timm + accelerate loop"]
     for row in rows:
         assert row["step_ms"] > 0 and 0 < row["mfu"] < 1

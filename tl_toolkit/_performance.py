@@ -52,18 +52,19 @@ def enable_gradient_checkpointing(model: nn.Module, required: bool = True) -> bo
     """
     base_of = getattr(model, "get_base_model", None)  # peft's wrapper
     inner: Any = base_of() if callable(base_of) else model
-    if hasattr(inner, "activation_checkpointing_enable"):
-        inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    elif hasattr(inner, "gradient_checkpointing_enable"):
-        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif hasattr(inner, "set_grad_checkpointing"):
-        inner.set_grad_checkpointing(True)
-    elif required:
-        raise UserError(
-            f"train.gradient_checkpointing: the {type(inner).__name__} model has no gradient checkpointing "
-            f"switch; set train.gradient_checkpointing=false"
-        )
-    else:
+    try:
+        if hasattr(inner, "activation_checkpointing_enable"):
+            inner.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(inner, "gradient_checkpointing_enable"):
+            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(inner, "set_grad_checkpointing"):
+            inner.set_grad_checkpointing(True)
+        else:
+            raise ValueError("it has no gradient checkpointing switch")
+    except ValueError as e:  # also transformers' answer for a model class that does not support it
+        if required:
+            raise UserError(f"train.gradient_checkpointing: the {type(inner).__name__} model cannot recompute "
+                            f"activations ({str(e).splitlines()[0]}); set train.gradient_checkpointing=false") from None
         return False
     return True
 
