@@ -36,7 +36,7 @@ def _setup(kind: str, n: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
     import torch
 
     from tl_toolkit import Recipe, Task
-    from tl_toolkit._dropout import use_fast_dropout
+    from tl_toolkit._performance import prepare_for_training
     from tl_toolkit._registry import registry
 
     rng = np.random.default_rng(seed)
@@ -56,7 +56,8 @@ def _setup(kind: str, n: int, seed: int = 0) -> tuple[Any, Any, Any, Any]:
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
     torch.manual_seed(seed)
     model = backbone.build(Task([str(i) for i in range(_LABELS)]))
-    use_fast_dropout(model)  # the model as tl_toolkit's engine trains it, for both sides
+    # The model as tl_toolkit's engine trains it, for both sides (fit() finds it prepared already).
+    prepare_for_training(model, recipe.train.gradient_checkpointing, registry.get("strategy", "full")({}))
     return recipe, backbone, model, ds
 
 

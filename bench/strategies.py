@@ -54,8 +54,7 @@ from bench._common import (
     table,
 )
 from tl_toolkit import BackboneConfig, DataConfig, Task
-from tl_toolkit._dropout import use_fast_dropout
-from tl_toolkit._performance import apply_gradient_checkpointing, make_optimizer
+from tl_toolkit._performance import make_optimizer, prepare_for_training
 from tl_toolkit._quiet import quiet_libraries
 from tl_toolkit._registry import registry
 
@@ -99,8 +98,7 @@ def _setup(
     strategy, checkpointing = VARIANTS[variant]
     strat = registry.get("strategy", strategy)({})
     model = strat.apply(model, backbone).to(device)
-    recomputes = apply_gradient_checkpointing(model, checkpointing, strat)
-    use_fast_dropout(model)  # as tl_toolkit's engine does
+    recomputes = prepare_for_training(model, checkpointing, strat)  # as tl_toolkit's engine does
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = make_optimizer(strat.parameter_groups(model, 0.01), 1e-4, device)
     batch_ = {k: v.to(device) for k, v in {**inputs, "labels": torch.randint(0, 10, (batch,))}.items()}

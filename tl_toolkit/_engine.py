@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
-from ._performance import apply_gradient_checkpointing, make_optimizer
+from ._performance import make_optimizer, prepare_for_training
 from ._trackers import tracker_config, tracker_values
 
 if TYPE_CHECKING:
@@ -163,7 +163,6 @@ def fit(
     """
     from transformers import get_scheduler
 
-    from ._dropout import use_fast_dropout
     from ._metrics import Objective
 
     objective = objective or Objective(label_smoothing=recipe.train.label_smoothing)
@@ -171,8 +170,7 @@ def fit(
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
-    apply_gradient_checkpointing(model, cfg.gradient_checkpointing, strategy)
-    use_fast_dropout(model)
+    prepare_for_training(model, cfg.gradient_checkpointing, strategy)
     optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from ._plugin_api import Strategy
 
-__all__ = ["apply_gradient_checkpointing", "enable_gradient_checkpointing", "make_optimizer"]
+__all__ = ["apply_gradient_checkpointing", "enable_gradient_checkpointing", "make_optimizer", "prepare_for_training"]
 
 
 def make_optimizer(groups: Any, lr: float, device: torch.device) -> torch.optim.Optimizer:
@@ -84,3 +84,17 @@ def apply_gradient_checkpointing(model: nn.Module, setting: bool | str, strategy
         return (strategy.recompute_activations and not any(isinstance(m, _BatchNorm) for m in model.modules())
                 and enable_gradient_checkpointing(model, required=False))
     return bool(setting) and enable_gradient_checkpointing(model)
+
+
+def prepare_for_training(model: nn.Module, gradient_checkpointing: bool | str, strategy: Strategy) -> bool:
+    """The model-side switches of a training run, after ``strategy.apply``; True when activations are recomputed.
+
+    ``train.gradient_checkpointing`` (:func:`apply_gradient_checkpointing`) and
+    the fast CPU dropout (:func:`tl_toolkit._dropout.use_fast_dropout`): the
+    engine, ``tl plan`` and the benchmarks prepare a model through this one call.
+    """
+    from ._dropout import use_fast_dropout
+
+    recomputes = apply_gradient_checkpointing(model, gradient_checkpointing, strategy)
+    use_fast_dropout(model)
+    return recomputes

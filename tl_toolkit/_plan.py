@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UserError
-from ._performance import apply_gradient_checkpointing, make_optimizer
+from ._performance import make_optimizer, prepare_for_training
 from ._recipe import Recipe
 from ._registry import registry
 
@@ -32,7 +32,6 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     import torch
 
     from ._data import load_task_data
-    from ._dropout import use_fast_dropout
     from ._feature_cache import cache_blocker
     from ._memory import peak_memory
     from ._plugin_api import Task
@@ -48,8 +47,7 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     model = strategy.apply(model, backbone)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     blocker = cache_blocker(recipe, backbone, strategy, model)
-    recomputes = apply_gradient_checkpointing(model, recipe.train.gradient_checkpointing, strategy)
-    use_fast_dropout(model)
+    recomputes = prepare_for_training(model, recipe.train.gradient_checkpointing, strategy)
 
     bs = recipe.train.batch_size
     sample = backbone.preprocess(data.train.select(range(min(len(data.train), (steps + 1) * bs))), train=True)
