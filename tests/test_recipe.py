@@ -277,6 +277,22 @@ def test_bad_enum_names_the_choices(
         assert choice in problem
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "choices"),
+    [("gradient_checkpointing", "maybe", ["a valid boolean", "'auto'"]),
+     ("class_weights", "heavy", ["'auto'", "a valid list"])],
+)
+def test_bad_value_of_a_union_key_is_one_sentence(
+    minimal: dict[str, Any], key: str, value: str, choices: list[str]
+) -> None:
+    # One problem naming the key and every kind of value it takes, not one per member of the union type.
+    minimal.setdefault("train", {})[key] = value
+    [problem] = _problems(minimal)
+    assert f"train.{key}: {value!r} is not allowed; give " in problem
+    for choice in choices:
+        assert choice in problem
+
+
 def test_missing_required_key(minimal: dict[str, Any]) -> None:
     del minimal["backbone"]["model"]
     [problem] = _problems(minimal)

@@ -320,10 +320,20 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _union_branch(loc: tuple[Any, ...]) -> bool:
+    """Whether ``loc`` ends in the tag pydantic gives one member of a union field (``bool``, ``literal['auto']``)."""
+    return (len(loc) >= 2 and isinstance(loc[-1], str) and not _fields_at(loc[:-1])
+            and loc[-2] in _fields_at(loc[:-2]))
+
+
 def explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
     messages = []
+    unions: dict[tuple[Any, ...], list[Any]] = {}  # a union field's key -> the error of each member it failed
     for err in error.errors():
-        loc = tuple(p for p in err["loc"] if not isinstance(p, int) or True)
+        if _union_branch(err["loc"]):
+            unions.setdefault(err["loc"][:-1], []).append(err)
+            continue
+        loc = err["loc"]
         key = ".".join(str(p) for p in loc) or "<top>"
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -343,4 +353,7 @@ def explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
             messages.append(f"{key}: expected a section of keys, got {err.get('input')!r}")
         else:
             messages.append(f"{key}: {err['msg']}, got {err.get('input')!r}")
+    for loc, errs in unions.items():
+        wanted = " or ".join(e["msg"].split(",")[0].removeprefix("Input should be ") for e in errs)
+        messages.append(f"{'.'.join(str(p) for p in loc)}: {errs[0].get('input')!r} is not allowed; give {wanted}")
     return messages
