@@ -3,7 +3,8 @@
 Any encoder ``AutoModelForSequenceClassification`` loads (BERT, DistilBERT,
 RoBERTa, ALBERT, ELECTRA, MiniLM, ...), from a hub id or a local directory;
 single sentences or sentence pairs; single-label, multi-label or regression
-heads. The head sits on the pooling the checkpoint was trained with: a
+heads, and token-classification heads (``AutoModelForTokenClassification``)
+on a words column (``token_tasks.py``). The head sits on the pooling the checkpoint was trained with: a
 sentence-transformers checkpoint ships ``1_Pooling/config.json`` (mean pooling
 for all-MiniLM-L6-v2), and its head goes on that (``bert_pooling.py``); other
 checkpoints keep their transformers classification head. Tokenisation runs
@@ -24,6 +25,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from tl_toolkit_plugins.token_tasks import (
+    TOKEN_HEAD,
+    collate_tokens,
+    is_token_model_dir,
+    is_words_column,
+    load_token_model,
+    new_token_model,
+    split_words,
+    token_model_on,
+    tokenize_words,
+)
 
 from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, read_state_dict
 
@@ -103,12 +115,14 @@ def resolve_model(name: str) -> str:
 
 
 class BertBackbone(Backbone):
-    """BERT-family encoders (transformers) for sentence and sentence-pair classification and regression."""
+    """BERT-family encoders (transformers): sentence and sentence-pair classification and regression, token tagging."""
 
     modality = "text"
     options_model = BertOptions
     library = "transformers"
     export_formats = ("hf", "onnx")
+    tasks = ("classification", "multi_label", "regression", "token_classification")
+    token_head = False  # set by build() and load(): the model scores every token
 
     @property
     def options(self) -> BertOptions:
@@ -141,6 +155,7 @@ class BertBackbone(Backbone):
         from tl_toolkit_plugins.bert_attention import install
         from tl_toolkit_plugins.bert_pooling import PooledClassifier
 
+        self.token_head = task.problem_type == TOKEN_HEAD  # batches then carry one label per token
         model = self._build(task, source)
         install(model.encoder if isinstance(model, PooledClassifier) else model)  # fast CPU attention dropout
         return model
@@ -172,6 +187,8 @@ class BertBackbone(Backbone):
         remote = self.options.trust_remote_code
         pretrained = self.config.pretrained and not self.config.weights
         config = AutoConfig.from_pretrained(path, trust_remote_code=remote, **_label_kwargs(task))
+        if task.problem_type == TOKEN_HEAD:
+            return new_token_model(path, config, pretrained, remote)
         pooling = self._pooling(path)
         # With a pooling of our own only the bare encoder loads; otherwise transformers' classifier, head and all.
         auto: Any = AutoModelForSequenceClassification if pooling is None else AutoModel
@@ -193,6 +210,8 @@ class BertBackbone(Backbone):
         encoder: Any = model.encoder if isinstance(model, PooledClassifier) else model.base_model
         for key, value in _label_kwargs(task).items():
             setattr(encoder.config, key, value)
+        if task.problem_type == TOKEN_HEAD:
+            return token_model_on(encoder)
         pooling = self.options.pooling
         if pooling == "auto":
             pooling = model.pooling if isinstance(model, PooledClassifier) else None
@@ -221,6 +240,8 @@ class BertBackbone(Backbone):
     def preprocess(self, dataset: datasets.Dataset, train: bool) -> datasets.Dataset:
         text, pair = self.data.text_column, self.data.text_pair_column
         max_length = self.data.max_length
+        if is_words_column(dataset, text):
+            return tokenize_words(self.tokenizer, dataset, text, max_length)
 
         def tokenize(batch: dict[str, list[Any]]) -> Any:
             first = ["" if t is None else str(t) for t in batch[text]]
@@ -244,7 +265,12 @@ class BertBackbone(Backbone):
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         # Pad each batch to its own longest example, not to max_length.
+        if self.token_head:  # one label per token
+            return collate_tokens(self.tokenizer, examples)
         return self.tokenizer.pad(examples, return_tensors="pt")
+
+    def split_words(self, text: str) -> list[tuple[str, tuple[int, int]]]:
+        return split_words(self.tokenizer, text) or super().split_words(text)
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -274,6 +300,8 @@ class BertBackbone(Backbone):
             self.forward(model, batch)
         finally:
             hook.remove()
+        if captured[0].ndim > 2:  # one feature vector per token: lengths vary from batch to batch
+            raise NotImplementedError("the head reads one feature vector per token")
         return captured[0]
 
     def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -327,8 +355,10 @@ class BertBackbone(Backbone):
         # A padded second example, so the traced graph applies the attention mask rather than assuming none.
         example = dict(self.tokenizer(["tl_toolkit traces the graph with this sentence", "short"], padding=True,
                                       return_tensors="pt"))
-        report = export_onnx(self, model, example, directory / "model.onnx",
-                             {name: {0: "batch", 1: "sequence"} for name in example})
+        axes = {name: {0: "batch", 1: "sequence"} for name in example}
+        if self.token_head:  # one row of logits per token
+            axes["logits"] = {0: "batch", 1: "sequence"}
+        report = export_onnx(self, model, example, directory / "model.onnx", axes)
         model.config.id2label, model.config.label2id = task.id2label, task.label2id
         model.config.save_pretrained(str(directory))
         self.tokenizer.save_pretrained(str(directory))
@@ -342,6 +372,9 @@ class BertBackbone(Backbone):
         remote = self.options.trust_remote_code
         if (directory / HEAD_FILE).is_file():
             return load_pooled(directory, trust_remote_code=remote)
+        self.token_head = is_token_model_dir(directory)
+        if self.token_head:
+            return load_token_model(directory, remote)
         return AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=remote)
 
 
@@ -357,4 +390,4 @@ def _encoder_state(state: dict[str, Any], prefix: str) -> dict[str, Any]:
 def _label_kwargs(task: Task) -> dict[str, Any]:
     """What a transformers config records about the task: label names and the problem type."""
     return {"num_labels": task.num_labels, "id2label": task.id2label, "label2id": task.label2id,
-            "problem_type": _PROBLEM_TYPES[task.problem_type]}
+            "problem_type": _PROBLEM_TYPES.get(task.problem_type)}

@@ -81,6 +81,9 @@ class DistillStrategy(Strategy):
         if teacher.shape != logits.shape:
             raise UserError(f"strategy.options.teacher: the teacher predicts {teacher.shape[-1]} labels, the "
                             f"student {logits.shape[-1]}; distil within one task")
+        if logits.ndim > 2:  # one score vector per token: distil on the tagged tokens only, not on padding
+            keep = batch["labels"] != -100
+            logits, teacher = logits[keep], teacher[keep]
         t = self.temperature
         soft = F.kl_div(F.log_softmax(logits.float() / t, -1), F.log_softmax(teacher / t, -1),
                         reduction="batchmean", log_target=True)

@@ -167,17 +167,19 @@ def test_objective_class_weights() -> None:
     import torch
 
     from tl_toolkit import RecipeError, UserError, load_recipe
-    from tl_toolkit._metrics import Objective
+    from tl_toolkit._tasks import make_task
 
     recipe = load_recipe({"name": "w", "backbone": {"plugin": "bert", "model": "m"},
                           "data": {"format": "csv", "train": "x"}, "train": {"class_weights": "auto"}})
-    obj = Objective.for_run(recipe, ["a", "b"], [0, 0, 0, 1])
+    obj = make_task(recipe.data, recipe.train)  # the classification task plugin owns the loss now
+    obj.setup(["a", "b"], [0, 0, 0, 1])
     assert obj.class_weights == pytest.approx([4 / 6, 4 / 2])  # n / (classes * count)
     logits, labels = torch.zeros(2, 2), torch.tensor([0, 1])
     # Equal logits: each example's loss is log 2, weighted by its class.
     assert float(obj.loss(logits, labels)) == pytest.approx(float(torch.log(torch.tensor(2.0))))
     with pytest.raises(UserError, match=r"train\.class_weights: 3 weights for 2 labels"):
-        Objective.for_run(load_recipe(recipe, ["train.class_weights=[1, 2, 3]"]), ["a", "b"])
+        wrong = load_recipe(recipe, ["train.class_weights=[1, 2, 3]"])
+        make_task(wrong.data, wrong.train).setup(["a", "b"])
     with pytest.raises(RecipeError, match=r"train\.class_weights"):
         load_recipe(recipe, ["train.class_weights=balanced"])
 

@@ -1,4 +1,4 @@
-"""tl_toolkit: transfer learning for text and image classifiers.
+"""tl_toolkit: transfer learning for text and image models: classifiers, regressors and taggers.
 
 ``import tl_toolkit`` is cheap: torch and the model libraries are imported by
 the code that needs them, on first use.
@@ -13,6 +13,7 @@ from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+from ._task_api import HEAD_KINDS, TaskPlugin
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
     from ._export import export_onnx, export_run
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
+    from ._report import plot_confusion_matrix
 
 __all__ = [
+    "HEAD_KINDS",
     "PLUGIN_API_VERSION",
     "Backbone",
     "BackboneConfig",
@@ -35,6 +38,7 @@ __all__ = [
     "Strategy",
     "StrategyConfig",
     "Task",
+    "TaskPlugin",
     "TrainConfig",
     "UserError",
     "__version__",
@@ -48,6 +52,7 @@ __all__ = [
     "load_model_dir",
     "load_recipe",
     "open_image",
+    "plot_confusion_matrix",
     "predict",
     "read_state_dict",
     "train_only",
@@ -61,6 +66,7 @@ _LAZY = {
     "finetune": "._pipeline",
     "FinetuneResult": "._pipeline",
     "load_model_dir": "._pipeline",
+    "plot_confusion_matrix": "._report",
     "predict": "._predict",
 }
 

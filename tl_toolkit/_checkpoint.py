@@ -78,16 +78,19 @@ def latest_checkpoint(root: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _better(metric: str, value: float, best: float) -> bool:
-    # Losses fall as a model improves; every other metric (accuracy, f1_macro, ...) rises.
-    return value < best if metric.endswith("loss") else value > best
+def _better(metric: str, value: float, best: float, goals: dict[str, str] | None = None) -> bool:
+    # Losses fall as a model improves; other metrics rise unless the task says they fall (mse).
+    lower = (goals or {}).get(metric) == "min" or metric.endswith("loss")
+    return value < best if lower else value > best
 
 
 class Checkpointer:
     """Saves, finds, loads and prunes the checkpoints of one run."""
 
-    def __init__(self, accelerator: Accelerator, root: Path, cfg: TrainConfig) -> None:
+    def __init__(self, accelerator: Accelerator, root: Path, cfg: TrainConfig,
+                 goals: dict[str, str] | None = None) -> None:
         self.accelerator, self.root, self.cfg = accelerator, root, cfg
+        self.goals = goals or {}  # metric -> "max" | "min", from the task plugin
 
     def resume(self) -> TrainState | None:
         """Load the newest checkpoint into the prepared objects; None when there is none."""
@@ -133,7 +136,7 @@ class Checkpointer:
                 f"choose one of {', '.join(sorted(metrics))}"
             )
         value = float(metrics[metric])
-        if state.best is None or _better(metric, value, state.best["value"]):
+        if state.best is None or _better(metric, value, state.best["value"], self.goals):
             state.best = {"checkpoint": name, "metric": metric, "value": value}
 
     def _prune(self, state: TrainState) -> None:

@@ -256,7 +256,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 
 def _print_options(info: Any) -> None:
     model = getattr(info.obj, "options_model", None)
-    key = "strategy.options" if info.kind == "strategy" else "backbone.options"
+    key = {"strategy": "strategy.options", "task": "data.task_options"}.get(info.kind, "backbone.options")
     if model is None:
         print(f"  {key}: not declared (any mapping is accepted)")
         return

@@ -1,8 +1,11 @@
 """Loading a recipe's data into ``datasets.Dataset`` splits with integer labels.
 
 Every format ends in the same shape: a train and an eval split holding the
-input column(s) the backbone reads and an integer ``labels`` column, plus the
-label names (index -> name) that are saved next to the model.
+input column(s) the backbone reads and a ``labels`` column, plus the label
+names (index -> name) that are saved next to the model. What a label is
+(one class, several, a number, one tag per word) is the task plugin's
+business (``data.task``): it encodes the label column, holds out eval data
+and caps the training examples.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ if TYPE_CHECKING:
     import datasets
 
     from ._recipe import DataConfig
+    from ._task_api import TaskPlugin
 
 __all__ = ["IMAGE_SUFFIXES", "TaskData", "check_data_paths", "load_task_data"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-_FILE_FORMATS = {"csv", "json", "parquet"}
+_FILE_FORMATS = {"csv", "json", "parquet", "conll"}
 
 
 @dataclass
@@ -60,8 +64,10 @@ def check_data_paths(data: DataConfig) -> list[str]:
     return problems
 
 
-def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
-    """Load, filter and label-encode the train and eval splits.
+def load_task_data(data: DataConfig, modality: str, seed: int, task: TaskPlugin | None = None) -> TaskData:
+    """Load the train and eval splits, check their columns, and let the task encode the labels.
+
+    ``task`` is the run's task plugin (``data.task``); without it one is made from the registry.
 
     Raises:
         UserError: a file, column or label problem, naming it.
@@ -69,63 +75,24 @@ def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
     problems = check_data_paths(data)
     if problems:
         raise UserError(problems)
+    if task is None:
+        from ._registry import registry
+
+        task = registry.get("task", data.task)(data)
     train, evals = _load_raw(data)
     input_columns = _input_columns(data, modality)
     train = _checked(train, data, input_columns, "train")
     if evals is not None:
         evals = _checked(evals, data, input_columns, "eval")
-    if data.task != "classification":
-        from ._task_data import load_other_task
-
-        return load_other_task(train, evals, data, input_columns, seed)
-
-    train = _with_string_labels(train, data.label_column, "train", data.train)
-    if evals is not None:
-        evals = _with_string_labels(evals, data.label_column, "eval", data.eval)
-    if data.classes:
-        wanted = set(data.classes)
-        present = set(train.unique("_label"))
-        missing = [c for c in data.classes if c not in present]
-        if missing:
-            raise UserError(
-                f"data.classes: {missing} do not occur in the training labels of {data.train!r}; "
-                f"labels there: {sorted(present)[:20]}"
-            )
-        train = train.filter(lambda b: [v in wanted for v in b["_label"]], batched=True)
-        if evals is not None:
-            evals = evals.filter(lambda b: [v in wanted for v in b["_label"]], batched=True)
-        label_names = list(data.classes)
-    else:
-        label_names = _sorted_labels(train.unique("_label"))
+    train, evals, label_names = task.encode(train, evals)
     if evals is None:
-        train, evals = _hold_out(train, data.eval_fraction, seed)
-    unseen = sorted(set(evals.unique("_label")) - set(label_names))
-    if unseen:
-        raise UserError(
-            f"data.eval: labels {unseen[:10]} in {data.eval!r} never occur in training data "
-            f"(training labels: {label_names[:20]}); fix the eval labels or set data.classes"
-        )
-    index = {name: i for i, name in enumerate(label_names)}
-
-    def encode(batch: dict[str, list[Any]]) -> dict[str, list[int]]:
-        return {"labels": [index[v] for v in batch["_label"]]}
-
-    train = train.shuffle(seed=seed)
-    if data.max_train_per_class:
-        counts: dict[str, int] = {}
-        keep = []
-        for i, label in enumerate(train["_label"]):
-            counts[label] = counts.get(label, 0) + 1
-            if counts[label] <= data.max_train_per_class:
-                keep.append(i)
-        train = train.select(keep)
+        train, evals = task.hold_out(train, data.eval_fraction, seed)
+    train = task.limit(train.shuffle(seed=seed))
     if data.max_train_samples:
         train = train.select(range(min(data.max_train_samples, len(train))))
     if data.max_eval_samples:
         evals = evals.shuffle(seed=seed).select(range(min(data.max_eval_samples, len(evals))))
     keep_cols = [*input_columns, "labels"]
-    train = train.map(encode, batched=True)
-    evals = evals.map(encode, batched=True)
     train = train.remove_columns([c for c in train.column_names if c not in keep_cols])
     evals = evals.remove_columns([c for c in evals.column_names if c not in keep_cols])
     if len(train) == 0:
@@ -133,30 +100,6 @@ def load_task_data(data: DataConfig, modality: str, seed: int) -> TaskData:
     if len(evals) == 0:
         raise UserError(f"data.eval: no evaluation examples in {data.eval!r}")
     return TaskData(train=train, eval=evals, label_names=label_names, input_columns=input_columns)
-
-
-def _hold_out(ds: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """Split off ``fraction`` of each class as eval data: every class lands in both splits."""
-    import numpy as np
-
-    labels = np.array(ds["_label"])
-    rng = np.random.default_rng(seed)
-    train_idx, eval_idx, rare = [], [], []
-    for label in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == label)
-        if len(idx) < 2:
-            rare.append(label)
-            continue
-        rng.shuffle(idx)
-        n_eval = min(max(1, round(fraction * len(idx))), len(idx) - 1)
-        eval_idx.extend(idx[:n_eval].tolist())
-        train_idx.extend(idx[n_eval:].tolist())
-    if rare:
-        raise UserError(
-            f"data.eval: classes {rare[:10]} have a single training example, too few to hold one out for "
-            f"evaluation; give data.eval, add examples, or leave them out with data.classes"
-        )
-    return ds.select(sorted(train_idx)), ds.select(sorted(eval_idx))
 
 
 def _input_columns(data: DataConfig, modality: str) -> list[str]:
@@ -190,44 +133,6 @@ def _column_key(data: DataConfig, col: str) -> str:
     return "label_column"
 
 
-def _with_string_labels(ds: datasets.Dataset, column: str, split: str, where: str | None) -> datasets.Dataset:
-    import datasets as hf
-
-    feature = ds.features[column]
-    if isinstance(feature, hf.ClassLabel):
-        names = feature.names
-
-        def to_str(batch: dict[str, list[Any]]) -> dict[str, list[str]]:
-            return {"_label": [names[v] for v in batch[column]]}
-    else:
-        values = ds[column]
-        bad = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and v != v)]
-        if bad:
-            raise UserError(
-                f"data.{split}: {len(bad)} rows of {where!r} have no value in label column {column!r} "
-                f"(first at row {bad[0]}); fill or drop them"
-            )
-
-        def to_str(batch: dict[str, list[Any]]) -> dict[str, list[str]]:
-            return {"_label": [_label_text(v) for v in batch[column]]}
-
-    return ds.map(to_str, batched=True)
-
-
-def _label_text(value: Any) -> str:
-    # 3.0 read from a CSV with missing values elsewhere is the label 3.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
-def _sorted_labels(values: list[str]) -> list[str]:
-    try:
-        return sorted(values, key=int)
-    except ValueError:
-        return sorted(values)
-
-
 # -- formats ---------------------------------------------------------------
 
 
@@ -242,6 +147,11 @@ def _load_raw(data: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | No
 
     if data.format == "hf":
         return _load_hf(data)
+    if data.format == "conll":
+        from ._conll import read_conll
+
+        return (read_conll(Path(data.train or ""), data, "train"),
+                read_conll(Path(data.eval), data, "eval") if data.eval else None)
     files = {"train": data.train}
     if data.eval:
         files["eval"] = data.eval

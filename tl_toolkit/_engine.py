@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from torch import nn
 
-    from ._metrics import Objective
     from ._plugin_api import Backbone, Strategy
     from ._recipe import Recipe
+    from ._task_api import TaskPlugin
 
 __all__ = ["FitResult", "evaluate", "fit", "make_accelerator"]
 
@@ -38,7 +38,7 @@ class FitResult:
 
     model: nn.Module  # unwrapped, on the accelerator's device
     eval: dict[str, float]
-    eval_outputs: dict[str, list[int]] = field(default_factory=dict)  # final "labels" and "preds", for the report
+    eval_outputs: dict[str, Any] = field(default_factory=dict)  # the task's details of the final evaluation
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     accelerator: Accelerator | None = None
@@ -106,36 +106,37 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
 
 
 def evaluate(
-    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator, objective: Objective | None = None,
-    outputs: dict[str, list[int]] | None = None,
+    model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator, task: TaskPlugin,
+    outputs: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """The task's metrics and loss of ``model`` over ``loader`` (accuracy and macro-F1 for classification).
+    """The task's metrics and loss of ``model`` over ``loader``.
 
-    ``outputs``, when given, receives the ``labels`` and ``preds`` behind a
-    classification's metrics, so the report can draw a confusion matrix
-    without a second pass.
+    ``outputs``, when given, receives the task's details of this evaluation
+    (:meth:`TaskPlugin.details`: e.g. the labels and predictions behind a
+    confusion matrix), so the report needs no second pass.
     """
     import torch
 
-    from ._metrics import Objective
-
-    objective = objective or Objective()
     model.eval()
     all_logits, labels, losses = [], [], []
     with torch.no_grad():
         for batch in loader:
             logits = backbone.forward(model, batch).float()
-            loss = objective.loss(logits, batch["labels"], reduction="none")
+            batch_labels = batch["labels"]
+            loss = task.loss(logits, batch_labels, reduction="none")
+            if logits.ndim > 2 and accelerator.num_processes > 1:  # one score per token: lengths differ by process
+                logits = accelerator.pad_across_processes(logits, dim=1)
+                batch_labels = accelerator.pad_across_processes(batch_labels, dim=1, pad_index=-100)
             # gather_for_metrics drops the samples duplicated to even out the last batch across processes.
-            logits, batch_labels, loss = accelerator.gather_for_metrics((logits, batch["labels"], loss))
+            logits, batch_labels, loss = accelerator.gather_for_metrics((logits, batch_labels, loss))
             all_logits.append(logits.cpu())
             labels.append(batch_labels.cpu())
             losses.append(loss.cpu())
-    all_labels, logits = torch.cat(labels), torch.cat(all_logits)
-    if outputs is not None and objective.problem_type == "classification":
-        outputs.update(labels=all_labels.tolist(), preds=objective.predict(logits).tolist())
-    metrics = objective.metrics(logits, all_labels)
-    metrics["loss"] = float(torch.cat(losses).mean())
+    if outputs is not None:
+        outputs.clear()
+        outputs.update(task.details(all_logits, labels))
+    metrics = task.metrics(all_logits, labels)
+    metrics["loss"] = float(torch.cat(losses).mean()) if losses else 0.0
     return metrics
 
 
@@ -150,22 +151,23 @@ def fit(
     accelerator: Accelerator,
     resume: bool = False,
     quiet: bool = False,
-    objective: Objective | None = None,
+    task: TaskPlugin | None = None,
 ) -> FitResult:
     """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
 
     With ``resume``, training continues from the newest checkpoint, inside an epoch when it was
-    taken there (``train.checkpoint_every_steps``). ``objective`` holds the task's loss and metrics
-    (default: single-label classification).
+    taken there (``train.checkpoint_every_steps``). ``task`` is the run's task plugin: its loss and
+    metrics (default: the recipe's ``data.task``).
 
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
     """
     from transformers import get_scheduler
 
-    from ._metrics import Objective
+    if task is None:
+        from ._tasks import make_task
 
-    objective = objective or Objective(label_smoothing=recipe.train.label_smoothing)
+        task = make_task(recipe.data, recipe.train)
 
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
@@ -191,7 +193,7 @@ def fit(
     # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
 
-    checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg)
+    checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg, task.metric_goals)
     state = (checkpoints.resume() if resume else None) or TrainState()
     metrics_file = out_dir / "metrics.jsonl"
     if accelerator.is_main_process:
@@ -208,7 +210,7 @@ def fit(
     if accelerator.log_with:  # the trackers of train.trackers, filtered by accelerate
         accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
-    outputs: dict[str, list[int]] = {}
+    outputs: dict[str, Any] = {}
     evaluated = False
     history = state.history
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
@@ -226,7 +228,7 @@ def fit(
             with accelerator.accumulate(model):
                 batch = backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
                 logits = backbone.forward(model, batch)
-                loss = objective.loss(logits, batch["labels"])
+                loss = task.loss(logits, batch["labels"])
                 extra = strategy.extra_loss(model, batch, logits)
                 if extra is not None:
                     loss = loss + extra
@@ -263,7 +265,7 @@ def fit(
                     checkpoints.save(state)
                     started = time.perf_counter()
         state.train_seconds += time.perf_counter() - started
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, task, outputs)
         evaluated = True
         epoch_train_loss = state.epoch_loss / max(state.epoch_batches, 1)
         log({"kind": "eval", "step": state.step, "epoch": epoch + 1, "train_loss": epoch_train_loss,
@@ -272,7 +274,7 @@ def fit(
         state.epoch, state.batch, state.epoch_loss, state.epoch_batches = epoch + 1, 0, 0.0, 0
         checkpoints.save(state, eval_metrics)
     if not evaluated:  # resumed a run whose every epoch was done
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
+        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, task, outputs)
     for tracker in accelerator.trackers:  # not end_training(): it also ends the process group the pipeline still uses
         tracker.finish()
     accelerator.wait_for_everyone()

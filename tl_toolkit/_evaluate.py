@@ -23,7 +23,7 @@ def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None, batch_
 
     from ._data import load_task_data
     from ._engine import evaluate, make_accelerator
-    from ._metrics import Objective
+    from ._tasks import make_task
 
     model_dir = resolve_run_dir(run_dir)
     out = model_dir.parent
@@ -32,17 +32,18 @@ def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None, batch_
         raise UserError(f"{out}: recipe.yaml is missing; cannot tell which data the run used")
     recipe = load_recipe(recipe_file, overrides or [])
     loaded = load_model_dir(model_dir)
-    data = load_task_data(recipe.data, loaded.backbone.modality, recipe.seed)
+    task = make_task(recipe.data, recipe.train)
+    data = load_task_data(recipe.data, loaded.backbone.modality, recipe.seed, task)
     if data.label_names != loaded.label_names:
         raise UserError(
             f"data: the eval data's labels {data.label_names[:20]} differ from the model's {loaded.label_names[:20]}"
         )
     accelerator = make_accelerator(recipe)
-    eval_ds = loaded.backbone.preprocess(data.eval, train=False)
+    task.setup(loaded.label_names)
+    eval_ds = task.prepare(loaded.backbone, data.eval, train=False)
     loader = DataLoader(eval_ds, batch_size=batch_size, collate_fn=loaded.backbone.collate)
     model, loader = accelerator.prepare(loaded.model, loader)
-    objective = Objective.for_run(recipe, loaded.label_names)
-    metrics = evaluate(model, loader, loaded.backbone, accelerator, objective)
+    metrics = evaluate(model, loader, loaded.backbone, accelerator, task)
     result = {"eval": metrics, "num_eval_examples": len(data.eval), "data": recipe.data.eval or "held-out split"}
     if accelerator.is_main_process:
         (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

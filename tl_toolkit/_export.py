@@ -65,7 +65,8 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     model = loaded.model.eval()
-    report = backbone.export(model, tmp, fmt, Task(loaded.label_names)) or {}
+    head = loaded.task.head if loaded.task is not None else "classification"
+    report = backbone.export(model, tmp, fmt, Task(loaded.label_names, head)) or {}
     meta = {"format": fmt, "run": str(model_dir.parent), "backbone": loaded.meta["backbone"],
             "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merge_lora,
             "label_names": loaded.label_names, **report}
@@ -121,7 +122,7 @@ def export_onnx(
         warnings.simplefilter("ignore")  # the exporter's tracer warnings are about shapes the axes below free
         # The TorchScript exporter: fast, and dynamic axes by name work for every backbone's forward.
         torch.onnx.export(wrapper, tuple(example.values()), str(path), input_names=names, output_names=["logits"],
-                          dynamic_axes={**dynamic_axes, "logits": {0: "batch"}}, dynamo=False)
+                          dynamic_axes={"logits": {0: "batch"}, **dynamic_axes}, dynamo=False)
         expected = wrapper(*example.values()).float()
     return _check_onnx(path, example, expected)
 

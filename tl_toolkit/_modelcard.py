@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ._data import TaskData
     from ._plugin_api import Backbone
     from ._recipe import Recipe
+    from ._task_api import TaskPlugin
 
 __all__ = ["MANIFEST", "build_manifest", "read_manifest", "weights_sha256", "write_model_card"]
 
@@ -112,10 +113,10 @@ def _dataset_name(recipe: Recipe) -> str:
     return path.parent.name if path.suffix or path.name.lower() in ("train", "training") else path.name
 
 
-def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, modality: str) -> Any:
+def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, tag: str) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
 
-    task = _PIPELINE_TAGS.get(modality, "classification")
+    task = tag
     dataset = _dataset_name(recipe)
     model = recipe.backbone.model
     hub_id = recipe.backbone.pretrained and not Path(model).exists() and model.count("/") <= 1
@@ -139,14 +140,16 @@ def _card_data(recipe: Recipe, summary: dict[str, Any], library: str, modality: 
 
 
 # A run's metric key -> (the hub's metric id, its display name); others appear under their own key.
-_CARD_METRICS = {"accuracy": ("accuracy", "accuracy"), "f1_macro": ("f1", "macro-F1"), "f1_micro": ("f1", "micro-F1"),
+_CARD_METRICS = {"accuracy": ("accuracy", "accuracy"), "f1": ("f1", "entity F1"), "precision": ("precision", "precision"),
+                 "recall": ("recall", "recall"), "f1_macro": ("f1", "macro-F1"), "f1_micro": ("f1", "micro-F1"),
                  "mse": ("mse", "MSE"), "pearson": ("pearsonr", "Pearson"), "spearman": ("spearmanr", "Spearman")}
 
 
 def _usage(library: str, model_dir: Path, backbone: Backbone) -> list[str]:
     if library == "transformers":
-        code = ["from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                f'model = AutoModelForSequenceClassification.from_pretrained("{model_dir}")',
+        auto = _auto_class(model_dir)
+        code = [f"from transformers import {auto}, AutoTokenizer", "",
+                f'model = {auto}.from_pretrained("{model_dir}")',
                 f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")']
     elif library == "timm":
         code = ["import timm", "", f'model = timm.create_model("local-dir:{model_dir}", pretrained=True)',
@@ -161,8 +164,17 @@ def _usage(library: str, model_dir: Path, backbone: Backbone) -> list[str]:
     return ["```python", *code, "```", ""]
 
 
+def _auto_class(model_dir: Path) -> str:
+    """The transformers Auto class of the saved model's architecture (sequence or token classification)."""
+    config = model_dir / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    token = any(a.endswith("ForTokenClassification") for a in architectures)
+    return "AutoModelForTokenClassification" if token else "AutoModelForSequenceClassification"
+
+
 def write_model_card(
-    model_dir: Path, recipe: Recipe, summary: dict[str, Any], manifest: dict[str, Any], backbone: Backbone
+    model_dir: Path, recipe: Recipe, summary: dict[str, Any], manifest: dict[str, Any], backbone: Backbone,
+    task: TaskPlugin | None = None,
 ) -> None:
     """Write ``README.md`` (the model card) and ``manifest.json`` into a run's ``model/`` directory.
 
@@ -173,7 +185,7 @@ def write_model_card(
     from huggingface_hub import ModelCard
 
     library = "peft" if (model_dir / "adapter_config.json").is_file() else backbone.library
-    modality = backbone.modality
+    tag = task.pipeline_tag(backbone.modality) if task else _PIPELINE_TAGS.get(backbone.modality, "classification")
 
     ev = summary["eval"]
     body = [
@@ -196,6 +208,6 @@ def write_model_card(
              "## Reproducibility", "", f"`tl run --from-manifest {model_dir}` re-runs this recipe "
              "(add `output_dir=...` to keep this run). The manifest:", "",
              "```json", json.dumps(manifest, indent=2), "```", ""]
-    card = ModelCard("---\n" + _card_data(recipe, summary, library, modality).to_yaml() + "\n---\n\n" + "\n".join(body))
+    card = ModelCard("---\n" + _card_data(recipe, summary, library, tag).to_yaml() + "\n---\n\n" + "\n".join(body))
     card.save(str(model_dir / "README.md"))
     (model_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

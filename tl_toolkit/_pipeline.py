@@ -24,6 +24,8 @@ from ._validate import validate
 if TYPE_CHECKING:
     from torch import nn
 
+    from ._task_api import TaskPlugin
+
 __all__ = ["FinetuneResult", "LoadedModel", "finetune", "load_model_dir", "resolve_run_dir"]
 
 MODEL_META = "tl_toolkit.json"
@@ -53,6 +55,7 @@ class LoadedModel:
     strategy: Strategy
     label_names: list[str]
     meta: dict[str, Any]
+    task: TaskPlugin | None = None  # the run's task plugin, its labels set up
 
 
 def _overrides_from_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -147,10 +150,13 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     strategy: Strategy = registry.get("strategy", recipe.strategy.plugin)(recipe.strategy.options)
 
     from ._data import load_task_data
+    from ._tasks import make_task
 
+    task_plugin = make_task(recipe.data, recipe.train)
     with accelerator.main_process_first():  # the main process fills the datasets cache, the others read it
-        data = load_task_data(recipe.data, backbone.modality, recipe.seed)
-    task = Task(data.label_names, recipe.data.task)
+        data = load_task_data(recipe.data, backbone.modality, recipe.seed, task_plugin)
+    task_plugin.setup(data.label_names, data.train["labels"])
+    task = Task(data.label_names, task_plugin.head)
     source = _load_source(source_dir, recipe) if source_dir else None
     model = backbone.build(task, source)
     manifest = build_manifest(recipe, data, weights_sha256(model))
@@ -158,8 +164,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     model = strategy.apply(model, backbone)
     trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with accelerator.main_process_first():
-        train_ds = backbone.preprocess(data.train, train=True)
-        eval_ds = backbone.preprocess(data.eval, train=False)
+        train_ds = task_plugin.prepare(backbone, data.train, train=True)
+        eval_ds = task_plugin.prepare(backbone, data.eval, train=False)
 
     if not quiet:
         processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
@@ -176,11 +182,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
-    from ._metrics import Objective
-
-    objective = Objective.for_run(recipe, task.label_names, data.train["labels"])
     result = fit(recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
-                 objective)
+                 task_plugin)
 
     summary: dict[str, Any] = {
         "name": recipe.name,
@@ -212,11 +215,11 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             k: round(result.eval[k] - baseline.metrics[k], 6) for k in result.eval if k != "loss"
         }
     if accelerator.is_main_process:
-        from ._report import class_metrics, write_report
+        from ._report import write_report
 
-        summary["per_class"] = class_metrics(result.eval_outputs, task.label_names)
-        write_model_card(out / "model", recipe, summary, manifest, backbone)
-        write_report(out, recipe, summary, result.history, result.eval_outputs)
+        summary.update(task_plugin.summary(result.eval_outputs))
+        write_model_card(out / "model", recipe, summary, manifest, backbone, task_plugin)
+        write_report(out, recipe, summary, result.history, result.eval_outputs, task_plugin)
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         if not quiet:
             scores = ", ".join(f"{k} {v:.4f}" for k, v in result.eval.items() if k != "loss")
@@ -301,9 +304,13 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
     data_cfg = DataConfig.model_validate(meta["data"])
     backbone = registry.get("backbone", backbone_cfg.plugin)(backbone_cfg, data_cfg)
     strategy = registry.get("strategy", meta["strategy"]["plugin"])(meta["strategy"].get("options", {}))
+    from ._tasks import make_task
+
+    task = make_task(data_cfg)
+    task.setup(list(meta["label_names"]))
     model = strategy.load(backbone, model_dir, merge=merge)
     model.eval()
-    return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta)
+    return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta, task)
 
 
 def _resolve_source(recipe: Recipe, quiet: bool) -> Path:

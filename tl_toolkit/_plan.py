@@ -35,14 +35,17 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     from ._feature_cache import cache_blocker
     from ._memory import peak_memory
     from ._plugin_api import Task
+    from ._tasks import make_task
 
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
     strategy = registry.get("strategy", recipe.strategy.plugin)(recipe.strategy.options)
-    data = load_task_data(recipe.data, backbone.modality, recipe.seed)
+    task = make_task(recipe.data, recipe.train)
+    data = load_task_data(recipe.data, backbone.modality, recipe.seed, task)
+    task.setup(data.label_names, data.train["labels"])
     if recipe.backbone.init_from:
         raise UserError("backbone.init_from: tl plan measures a recipe's own model; plan the source run first, "
                         "then this one with init_from set to its finished directory")
-    model = backbone.build(Task(data.label_names))
+    model = backbone.build(Task(data.label_names, task.head))
     total = sum(p.numel() for p in model.parameters())
     model = strategy.apply(model, backbone)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -50,7 +53,7 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
     recomputes = prepare_for_training(model, recipe.train.gradient_checkpointing, strategy)
 
     bs = recipe.train.batch_size
-    sample = backbone.preprocess(data.train.select(range(min(len(data.train), (steps + 1) * bs))), train=True)
+    sample = task.prepare(backbone, data.train.select(range(min(len(data.train), (steps + 1) * bs))), train=True)
     batches = [backbone.collate([sample[j] for j in range(i, min(i + bs, len(sample)))])
                for i in range(0, len(sample), bs)]
     optimizer = make_optimizer(strategy.parameter_groups(model, recipe.train.weight_decay), recipe.train.lr,
@@ -63,7 +66,7 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
         for batch in batches:
             started = time.perf_counter()
             logits = backbone.forward(model, batch)
-            loss = torch.nn.functional.cross_entropy(logits.float(), batch["labels"])
+            loss = task.loss(logits, batch["labels"])
             extra = strategy.extra_loss(model, batch, logits)
             (loss if extra is None else loss + extra).backward()
             optimizer.step()

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._options import option_problems as _option_problems
+from ._task_api import HEAD_KINDS, TaskPlugin
+
 if TYPE_CHECKING:
     import datasets
     import torch
@@ -41,14 +44,16 @@ if TYPE_CHECKING:
 
     from ._recipe import BackboneConfig, DataConfig
 
-__all__ = ["PLUGIN_API_VERSION", "TASK_KINDS", "Backbone", "SourceModel", "Strategy", "Task", "check_plugin"]
+__all__ = ["HEAD_KINDS", "PLUGIN_API_VERSION", "TASK_KINDS", "Backbone", "SourceModel", "Strategy", "Task", "check_plugin"]
 
 #: Bumped when the plugin contract changes incompatibly.
 PLUGIN_API_VERSION = 1
 
 
-#: The kinds of task a head is built for (``data.task``): one label per example, any number of labels per
+#: The kinds of head the built-in sentence-level tasks ask for: one label per example, any number of labels per
 #: example (one sigmoid output each), or one real number (``label_names`` is then the target's column name).
+#: A task plugin names its head kind (``TaskPlugin.head``, one of ``HEAD_KINDS``); a backbone lists those it
+#: builds in ``Backbone.tasks``.
 TASK_KINDS = ("classification", "multi_label", "regression")
 
 
@@ -57,7 +62,7 @@ class Task:
     """The target task a head is built for."""
 
     label_names: list[str]  # index -> human-readable label; the model predicts these indices
-    problem_type: str = "classification"  # one of TASK_KINDS: what the head's outputs mean
+    problem_type: str = "classification"  # one of HEAD_KINDS: what the head's outputs mean
 
     @property
     def num_labels(self) -> int:
@@ -99,6 +104,12 @@ class Backbone(ABC):
     library: ClassVar[str] = ""
     #: Formats :meth:`export` writes (``tl export --format``), e.g. ("hf", "onnx").
     export_formats: ClassVar[tuple[str, ...]] = ()
+    #: The head kinds :meth:`build` can make (``Task.problem_type``, one of ``HEAD_KINDS``); a recipe whose
+    #: task needs another is a ``tl validate`` error. A backbone listing ``token_classification`` reads a
+    #: words column (a list of strings per example): its :meth:`preprocess` keeps the per-word ``labels``
+    #: list and adds ``word_ids`` (the word index of each token, -1 for special tokens), and its
+    #: :meth:`collate` pads list ``labels`` with -100.
+    tasks: ClassVar[tuple[str, ...]] = TASK_KINDS
 
     def __init__(self, config: BackboneConfig, data: DataConfig) -> None:
         self.config = config
@@ -188,6 +199,14 @@ class Backbone(ABC):
         the engine's cross-entropy takes either. Evaluation batches never come here.
         """
         return batch
+
+    def split_words(self, text: str) -> list[tuple[str, tuple[int, int]]]:
+        """Words of a raw text line with their character offsets, as the tokenizer would see them
+        (``tl predict`` on a token-classification model). Default: runs of word characters, and each other
+        non-space character alone."""
+        import re
+
+        return [(m.group(), m.span()) for m in re.finditer(r"\w+|[^\w\s]", text)]
 
     def describe(self) -> str:
         """A short human-readable identity of the backbone (for reports)."""
@@ -305,31 +324,7 @@ class Strategy(ABC):
     plugin_name: ClassVar[str] = ""
 
 
-def _option_problems(model: Any, options: dict[str, Any], key: str) -> list[str]:
-    """Validate ``options`` against a plugin's pydantic options model; one message per problem."""
-    if model is None:
-        return []
-    from pydantic import ValidationError
-
-    from ._errors import suggest
-
-    try:
-        model.model_validate(options)
-    except ValidationError as e:
-        out = []
-        for err in e.errors():
-            name = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                valid = list(model.model_fields)
-                out.append(f"{key}.{name}: unknown option.{suggest(str(err['loc'][-1]), valid)} "
-                           f"Valid options: {', '.join(valid)}")
-            else:
-                out.append(f"{key}.{name}: {err['msg']}, got {err.get('input')!r}")
-        return out
-    return []
-
-
-_BASES: dict[str, type] = {"backbone": Backbone, "strategy": Strategy}
+_BASES: dict[str, type] = {"backbone": Backbone, "strategy": Strategy, "task": TaskPlugin}
 
 
 def check_plugin(kind: str, obj: Any) -> str | None:

@@ -73,9 +73,11 @@ def read_inputs(paths: Sequence[str | Path], loaded: LoadedModel, column: str | 
             if src not in table.column_names:
                 raise UserError(f"{raw}: no column {src!r} (columns: {', '.join(table.column_names)}); "
                                 f"choose the text column with --column")
-            rows[c].extend("" if v is None else str(v) for v in table[src])
+            # A list cell (the words of a token-classification example) stays a list.
+            rows[c].extend("" if v is None else v if isinstance(v, list) else str(v) for v in table[src])
     ds = datasets.Dataset.from_dict(rows)
-    return ds, list(rows[text_col])
+    shown = [" ".join(map(str, v)) if isinstance(v, list) else v for v in rows[text_col]]
+    return ds, shown
 
 
 def predict(
@@ -86,11 +88,13 @@ def predict(
     batch_size: int = 64,
     top_k: int = 1,
 ) -> list[dict[str, Any]]:
-    """Predict labels for the examples in ``inputs`` with a finished run.
+    """Predict with a finished run on the examples in ``inputs``.
 
     Returns:
-        One dict per example: ``input``, ``label``, ``score`` (softmax probability)
-        and, when ``top_k > 1``, ``top_k`` as a list of ``{label, score}``.
+        One dict per example: ``input`` and the task's answer. Classification: ``label``, ``score``
+        (softmax probability) and, when ``top_k > 1``, ``top_k`` as a list of ``{label, score}``;
+        multi-label: the lists of labels and scores; regression: the value as ``score``; token
+        classification: ``entities`` with character offsets (or per-word ``tags`` for given words).
 
     Raises:
         UserError: ``run_dir`` holds no finished run, or an input cannot be read.
@@ -99,32 +103,21 @@ def predict(
     from torch.utils.data import DataLoader
 
     loaded = load_model_dir(run_dir)
-    if loaded.backbone.data.task != "classification":
-        from ._task_predict import predict_other_task
-
-        return predict_other_task(loaded, inputs, column=column, batch_size=batch_size)
+    task = loaded.task
+    assert task is not None  # load_model_dir sets it up
     ds, shown = read_inputs(inputs, loaded, column)
-    ds = ds.add_column("labels", [0] * len(ds))  # placeholder the collators expect
-    ds = loaded.backbone.preprocess(ds, train=False)
+    raw = task.prediction_inputs(ds, loaded.backbone)
+    examples = raw.to_list()
+    private = [c for c in raw.column_names if c.startswith("_")]
+    ds = task.prepare(loaded.backbone, raw.remove_columns(private), train=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = loaded.model.to(device)
     out: list[dict[str, Any]] = []
     loader = DataLoader(ds, batch_size=batch_size, collate_fn=loaded.backbone.collate)
     with torch.no_grad():
         for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            probs = loaded.backbone.forward(model, batch).float().softmax(-1).cpu()
-            scores, ids = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-            for s_row, i_row in zip(scores.tolist(), ids.tolist(), strict=True):
-                row: dict[str, Any] = {
-                    "input": shown[len(out)],
-                    "label": loaded.label_names[i_row[0]],
-                    "score": round(s_row[0], 6),
-                }
-                if top_k > 1:
-                    row["top_k"] = [
-                        {"label": loaded.label_names[i], "score": round(s, 6)}
-                        for s, i in zip(s_row, i_row, strict=True)
-                    ]
-                out.append(row)
+            logits = loaded.backbone.forward(model, {k: v.to(device) for k, v in batch.items()}).float().cpu()
+            for row_logits, row_labels in zip(logits, batch["labels"], strict=True):
+                i = len(out)
+                out.append({"input": shown[i], **task.answer(row_logits, row_labels, examples[i], top_k=top_k)})
     return out

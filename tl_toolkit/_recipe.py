@@ -47,8 +47,8 @@ class BackboneConfig(_Section):
 class DataConfig(_Section):
     """Where the examples come from and which columns hold what."""
 
-    format: Literal["hf", "csv", "json", "parquet", "imagefolder", "digits"] = Field(
-        description="hf | csv | json | parquet | imagefolder | digits"
+    format: Literal["hf", "csv", "json", "parquet", "imagefolder", "digits", "conll"] = Field(
+        description="hf | csv | json | parquet | imagefolder | digits | conll (word ... tag columns)"
     )
     train: str | None = Field(None, description="file, folder, or split name (hf, digits)")
     eval: str | None = Field(None, description="file, folder, or split name; null: hold out eval_fraction")
@@ -66,9 +66,11 @@ class DataConfig(_Section):
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="held out from train when eval is null")
-    task: Literal["classification", "multi_label", "regression"] = Field(
-        "classification", description="one label per example | any number of labels | one real number"
+    task: str = Field(
+        "classification", description="entry-point name in group tl_toolkit.tasks: classification | multi_label | "
+        "regression | token_classification | ..."
     )
+    task_options: dict[str, Any] = Field(default_factory=dict, description="task-specific options")
     label_separator: str = Field(",", min_length=1, description="multi_label: separates the labels in a text cell")
     threshold: float | dict[str, float] = Field(
         0.5, description="multi_label: probability that predicts a label; one for all, or {label: threshold}"
@@ -110,8 +112,9 @@ class TrainConfig(_Section):
     checkpoint_every_steps: int | None = Field(
         None, ge=1, description="also checkpoint every this many optimizer steps; null: at epoch ends only"
     )
-    best_metric: Literal["accuracy", "f1_macro", "loss"] | None = Field(
-        None, description="also keep the epoch checkpoint with the best value of this eval metric (loss: lowest)"
+    best_metric: str | None = Field(
+        None, description="also keep the epoch checkpoint with the best value of this eval metric (one the task "
+        "reports, e.g. accuracy, f1_macro, f1; or loss)"
     )
     skip_nonfinite: bool = Field(False, description="skip a step whose loss is NaN or inf instead of stopping")
     compile: bool = Field(False, description="torch.compile the model (through accelerate's dynamo plugin)")

@@ -1,6 +1,6 @@
 """Plugin discovery through ``importlib.metadata`` entry points.
 
-Every backbone and strategy, built-in or third-party, is found here through
+Every backbone, strategy and task, built-in or third-party, is found here through
 the same path: an entry point in a group named ``tl_toolkit.<kind>``. Each
 entry point is loaded on first use and guarded: one that fails to import is
 recorded with its distribution, version and error, and the others keep
@@ -22,6 +22,7 @@ __all__ = ["GROUPS", "PluginInfo", "Registry", "get_plugin", "list_plugins", "re
 GROUPS: dict[str, str] = {
     "backbone": "tl_toolkit.backbones",
     "strategy": "tl_toolkit.strategies",
+    "task": "tl_toolkit.tasks",
 }
 
 
@@ -29,7 +30,7 @@ GROUPS: dict[str, str] = {
 class PluginInfo:
     """What the registry knows about one entry point."""
 
-    kind: str  # "backbone" | "strategy"
+    kind: str  # "backbone" | "strategy" | "task"
     name: str  # the entry-point name used in recipes
     value: str  # "module:attr" the entry point points to
     dist: str  # distribution that declares it

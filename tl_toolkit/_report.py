@@ -1,7 +1,8 @@
 """``report.md`` and its plots, written at the end of a run.
 
-The report is what users keep and share: results and the transfer gain, a
-per-class table, the learning curves and the confusion matrix as PNGs, the
+The report is what users keep and share: results and the transfer gain, the
+task's own sections (a per-class table and a confusion matrix, per-entity
+scores, ...), the learning curves as a PNG, the
 per-epoch timings, the model's size, the source of a transfer, and the
 resolved recipe with the command that reproduces it.
 """
@@ -14,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._recipe import Recipe
+    from ._task_api import TaskPlugin
 
-__all__ = ["class_metrics", "plot_confusion_matrix", "plot_learning_curves", "write_report"]
+__all__ = ["plot_confusion_matrix", "plot_learning_curves", "write_report"]
 
 CURVES_PNG = "learning_curves.png"
-CONFUSION_PNG = "confusion_matrix.png"
 
 # How the report names a metric; any other metric appears under its own key.
 _LABELS = {"f1_macro": "macro-F1", "f1_micro": "micro-F1", "mse": "MSE"}
@@ -99,52 +100,28 @@ def _short(name: str, width: int = 18) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
-def class_metrics(outputs: dict[str, list[int]], names: list[str]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support of each label on the eval data, by label name."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    if not outputs.get("labels"):
-        return {}
-    precision, recall, f1, support = precision_recall_fscore_support(
-        outputs["labels"], outputs["preds"], labels=list(range(len(names))), zero_division=0
-    )
-    return {
-        name: {"precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f), 6),
-               "support": int(s)}
-        for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
-    }
-
-
 def write_report(
     out: Path,
     recipe: Recipe,
     summary: dict[str, Any],
     history: list[dict[str, Any]],
-    outputs: dict[str, list[int]] | None = None,
+    outputs: dict[str, Any] | None = None,
+    task: TaskPlugin | None = None,
 ) -> None:
-    """Write ``report.md``, ``learning_curves.png`` and ``confusion_matrix.png`` into ``out``.
+    """Write ``report.md`` and ``learning_curves.png`` into ``out``, with the task's own sections.
 
-    ``outputs`` holds the final evaluation's ``labels`` and ``preds``; without
-    them the confusion matrix is left out.
+    ``outputs`` holds the task's details of the final evaluation
+    (:meth:`TaskPlugin.details`); the task turns them into its sections (a
+    per-class table and a confusion matrix for classification).
     """
     identity = f"{recipe.name}: {summary['backbone']} + {summary['strategy']}"
     plot_learning_curves(history, out / CURVES_PNG, identity)
-    names = summary["label_names"]
     lines = [f"# {recipe.name}", "", _intro(summary), ""]
     lines += _source_lines(summary.get("source"))
     lines += ["## Results", "", *_results_table(summary), ""]
-    per_class = summary.get("per_class") or {}
-    if per_class:
-        lines += ["## Per-class metrics", "", "| label | precision | recall | F1 | support |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
-                  for name, m in per_class.items()]
-        lines.append("")
+    if task is not None:
+        lines += task.report_lines(outputs or {}, out, recipe.name)
     lines += ["## Learning curves", "", f"![learning curves]({CURVES_PNG})", ""]
-    if outputs and outputs.get("labels"):
-        plot_confusion_matrix(outputs["labels"], outputs["preds"], names, out / CONFUSION_PNG,
-                              f"{recipe.name}: confusion matrix ({len(outputs['labels'])} eval examples)")
-        lines += ["## Confusion matrix", "", f"![confusion matrix]({CONFUSION_PNG})", ""]
     lines += _timing_lines(summary, history)
     lines += ["## Recipe", "", "Reproduce this run with `tl run --from-manifest "
               f"{out / 'model'}` (the manifest is in `model/README.md`).", "",

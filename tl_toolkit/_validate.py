@@ -1,4 +1,4 @@
-"""Checks a recipe beyond its schema: plugins exist, files exist. Nothing is trained."""
+"""Checks a recipe beyond its schema: plugins exist and fit together, files exist. Nothing is trained."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ._data import check_data_paths
 from ._errors import RecipeError, UserError
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
+from ._tasks import task_problems
 from ._trackers import tracker_problems
 
 __all__ = ["check_recipe", "validate"]
@@ -24,6 +25,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *_plugin_problems("backbone", recipe.backbone.plugin, recipe.backbone.options),
         *_plugin_problems("strategy", recipe.strategy.plugin, recipe.strategy.options),
         *check_data_paths(recipe.data),
+        *task_problems(recipe),
         *tracker_problems(recipe.train.trackers),
     ]
     problems.extend(_model_path_problems(recipe.backbone.model))
