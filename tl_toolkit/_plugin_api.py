@@ -5,6 +5,10 @@ subclass of :class:`Backbone`: it builds a model with a fresh classification
 head, turns raw examples into tensors, names its head and its default LoRA
 targets, and saves/loads the model in its ecosystem's format.
 
+A **task** plugin (group ``tl_toolkit.tasks``, ``_task_api.py``) owns the labels, the
+loss, the metrics and the answers of ``tl predict``; the backbone builds the head
+kind it names (``Task.problem_type``).
+
 A **strategy** plugin (group ``tl_toolkit.strategies``) is a subclass of
 :class:`Strategy`: it decides what trains (freezing, peft wrapping, parameter
 groups), may add a loss term, and may change how the trained model is saved.
@@ -12,16 +16,18 @@ groups), may add a loss term, and may change how the trained model is saved.
 What the engine calls, in order::
 
     backbone = BackbonePlugin(recipe.backbone, recipe.data)
-    model = backbone.build(task, source)          # fresh head; `source` for init_from
+    task = TaskPluginClass(recipe.data, recipe.train)                     # labels, loss, metrics
+    head = Task(label_names, task.head)
+    model = backbone.build(head, source)          # fresh head; `source` for init_from
     model = strategy.apply(model, backbone)       # freeze / wrap
-    train = backbone.preprocess(train_ds, train=True)
+    train = task.prepare(backbone, train_ds, train=True)                # backbone.preprocess + the task's part
     groups = strategy.parameter_groups(model, weight_decay)   # a group's "lr_scale" multiplies train.lr
     each epoch: strategy.on_epoch_start(model, epoch, epochs); model.train(); strategy.train_mode(model)
         backbone.train_mode(model)
         batch = backbone.train_batch(batch)       # e.g. mixup: soft labels
         logits = backbone.forward(model, batch)
-        loss = task_loss(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
-    strategy.save(model, backbone, directory, task)
+        loss = task.loss(logits, batch["labels"]) + strategy.extra_loss(model, batch, logits)
+    strategy.save(model, backbone, directory, head)
 
 Nothing here imports torch: ``import tl_toolkit`` and ``tl list`` stay cheap.
 """
