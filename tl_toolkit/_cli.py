@@ -123,6 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in e.problems:
             print(f"tl {args.command}: error: {problem}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        from ._errors import os_error_message
+
+        # A user's file or folder that cannot be read or written: the path and the cause are the message.
+        print(f"tl {args.command}: error: {os_error_message(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"tl {args.command}: interrupted; `tl run RECIPE --resume` continues a run", file=sys.stderr)
         return 130
@@ -131,6 +139,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report_internal_error(f"tl {args.command}", argv if argv is not None else sys.argv[1:])
         return 1
+
+
+def _stdout_closed() -> int:
+    """End quietly once standard output is closed: later writes (and the final flush) go nowhere."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _at_least_one(option: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{option}: must be at least 1, got {value}")
+
+
+def _output_problems(option: str, path: str | None) -> None:
+    from ._paths import output_dir_problems
+
+    problems = output_dir_problems(option, path) if path else []
+    if problems:
+        raise UserError(problems)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -150,6 +183,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ._compare import compare
     from ._validate import validate
 
+    _output_problems("--output", args.output)
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(args.quiet)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
@@ -249,6 +283,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 
     from ._scaffold import new_plugin
 
+    _output_problems("--output", args.output)
     root = new_plugin(args.name, args.kind, Path(args.output))
     print(f"wrote {root}/: pip install -e {root} && pytest {root}/tests, then `tl list` shows {args.name!r}")
     return 0
@@ -278,8 +313,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     rows = predict(args.run_dir, args.inputs, column=args.column, batch_size=args.batch_size, top_k=args.top_k)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            from ._errors import os_error_message
+
+            raise UserError(os_error_message(e, "--output", args.output)) from None
     else:
         sys.stdout.write(text)
     return 0

@@ -58,8 +58,13 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
             f"to export a plain model with the adapters merged into its weights"
         )
     target = Path(output) if output else model_dir.parent / "export" / fmt
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if target.exists() and target.is_dir() and any(target.iterdir()):
         raise UserError(f"--output: {target} already exists and is not empty; remove it or choose another --output")
+    from ._paths import output_dir_problems
+
+    problems = output_dir_problems("--output", target)
+    if problems:
+        raise UserError(problems)
     tmp = target.with_name(f".{target.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)

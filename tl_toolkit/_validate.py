@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from ._data import check_data_paths
 from ._errors import RecipeError, UserError
+from ._paths import output_dir_problems
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
 from ._trackers import tracker_problems
@@ -27,6 +28,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *tracker_problems(recipe.train.trackers),
     ]
     problems.extend(_model_path_problems(recipe.backbone.model))
+    problems.extend(output_dir_problems("output_dir", recipe.output_path))
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
