@@ -308,13 +308,18 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
     Raises:
         UserError: not a finished run, or its plugins are not installed.
     """
+    from ._run_files import check_model_dir, damaged_model
+
     model_dir = resolve_run_dir(path)
-    meta = json.loads((model_dir / MODEL_META).read_text())
+    meta = check_model_dir(model_dir, MODEL_META)
     backbone_cfg = BackboneConfig.model_validate(meta["backbone"])
     data_cfg = DataConfig.model_validate(meta["data"])
     backbone = registry.get("backbone", backbone_cfg.plugin)(backbone_cfg, data_cfg)
     strategy = registry.get("strategy", meta["strategy"]["plugin"])(meta["strategy"].get("options", {}))
-    model = strategy.load(backbone, model_dir, merge=merge)
+    try:
+        model = strategy.load(backbone, model_dir, merge=merge)
+    except (OSError, ValueError) as e:  # a model folder missing a file, or with a file a library cannot parse
+        raise damaged_model(model_dir, e) from None
     model.eval()
     return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta)
 

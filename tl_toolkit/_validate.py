@@ -15,6 +15,7 @@ from ._paths import output_dir_problems
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
 from ._trackers import tracker_problems
+from ._weights import weights_folder_problems
 
 __all__ = ["check_recipe", "validate"]
 
@@ -42,7 +43,10 @@ def _model_path_problems(model: str) -> list[str]:
         return []
     path = Path(model).expanduser()
     if path.is_dir():
-        return []
+        if not (path / "config.json").is_file():
+            return [f"backbone.model: local model directory {model!r} holds no config.json; give the folder a "
+                    f"model was saved to (save_pretrained: config.json + weights), or a hub id"]
+        return weights_folder_problems("backbone.model", path)
     return [f"backbone.model: local model directory {model!r} not found; give the folder holding the model's "
             f"config.json, or a hub id such as 'bert-base-uncased'"]
 
