@@ -18,7 +18,7 @@ from ._errors import os_error_message
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["example_problems", "text_file_problems"]
+__all__ = ["example_problems", "single_class_problem", "text_file_problems"]
 
 _CHUNK = 1 << 20
 
@@ -103,3 +103,16 @@ def _image_problems(ds: datasets.Dataset, column: str, key: str, where: str) -> 
     first = bad[0]
     return [f"data.{key}: {len(bad)} images in {where!r} cannot be read, first {first[1]!r} ({first[2]}); "
             f"remove or replace them"]
+
+
+def single_class_problem(label_column: str, train: str | None, classes: list[str] | None,
+                         label_names: list[str]) -> str | None:
+    """A classification set with one class trains a model that is always right and learns nothing: refused."""
+    if len(label_names) != 1:
+        return None
+    if classes:
+        return (f"data.classes: keeps only the class {label_names[0]!r}; a classifier needs at least two "
+                f"classes: list two or more, or leave data.classes out")
+    return (f"data.label_column: the training data {train!r} holds a single class in label column "
+            f"{label_column!r} ({label_names[0]!r}); a classifier needs at least two classes: add examples "
+            f"of the others, or check data.label_column")
