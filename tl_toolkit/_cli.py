@@ -195,8 +195,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from ._plan import format_plan, plan
     from ._validate import validate
 
-    if args.steps < 1:
-        raise UserError(f"--steps: must be at least 1, got {args.steps}")
+    _at_least_one("--steps", args.steps)
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(True)
     print(format_plan(plan(recipe, steps=args.steps)))
@@ -306,10 +305,14 @@ def _print_options(info: Any) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     quiet_libraries(True)
+    from ._input_files import check_predict_inputs
     from ._predict import predict
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k: must be at least 1, got {args.top_k}")
+    _at_least_one("--top-k", args.top_k)
+    _at_least_one("--batch-size", args.batch_size)
+    if args.output:
+        _output_file_problems(args.output)
+    check_predict_inputs(args.run_dir, args.inputs, args.column)
     rows = predict(args.run_dir, args.inputs, column=args.column, batch_size=args.batch_size, top_k=args.top_k)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
@@ -325,6 +328,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_file_problems(path: str) -> None:
+    """``--output FILE``: a folder, or a file whose folder is missing, is refused before any work."""
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--output: {path!r} is a folder; give the path of a file to write")
+    if not target.absolute().parent.is_dir():
+        raise UserError(f"--output: {path!r}: No such file or directory (its folder {str(target.parent)!r} "
+                        f"does not exist); create the folder or choose another --output")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     quiet_libraries(True)
     from ._export import export_run
@@ -338,6 +353,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     quiet_libraries(True)
     from ._evaluate import evaluate_run
 
+    _at_least_one("--batch-size", args.batch_size)
     metrics = evaluate_run(args.run_dir, args.overrides, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2))
     return 0
