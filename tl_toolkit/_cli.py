@@ -345,7 +345,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ._export import export_run
 
     target = export_run(args.run_dir, args.format, args.output, merge_lora=args.merge_lora)
-    print(f"wrote {target}/ ({args.format}{', LoRA merged' if args.merge_lora else ''})")
+    merged = json.loads((target / "export.json").read_text()).get("merged_lora", False)
+    note = ", LoRA merged" if merged else (", no LoRA adapters to merge: the run trained none" if args.merge_lora
+                                           else "")
+    print(f"wrote {target}/ ({args.format}{note})")
     return 0
 
 

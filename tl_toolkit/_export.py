@@ -71,8 +71,9 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
     tmp.mkdir(parents=True)
     model = loaded.model.eval()
     report = backbone.export(model, tmp, fmt, Task(loaded.label_names)) or {}
+    merged = merge_lora and (model_dir / "adapter_config.json").is_file()  # a run without adapters merges nothing
     meta = {"format": fmt, "run": str(model_dir.parent), "backbone": loaded.meta["backbone"],
-            "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merge_lora,
+            "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merged,
             "label_names": loaded.label_names, **report}
     (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     if target.exists():

@@ -57,6 +57,10 @@ def _plugin_problems(kind: str, name: str, options: Any) -> list[str]:
         plugin = registry.get(kind, name)
     except UserError as e:
         return [f"{kind}.plugin: {p}" for p in e.problems]
+    declared = getattr(plugin, "options_model", None)
+    if isinstance(options, dict) and options and declared is not None and not declared.model_fields:
+        return [f"{kind}.options: {name!r} takes no options, got {sorted(options)}; remove {kind}.options "
+                f"(see `tl list --verbose {name}`)"]
     return plugin.option_problems(options) if isinstance(options, dict) else []
 
 
