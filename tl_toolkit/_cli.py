@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(_COMMANDS[args.command](args) or 0)
+    except BrokenPipeError:  # `tl list | head -2`: the reader is gone, which is no error of ours
+        return _stdout_closed()
     except UserError as e:
         for problem in e.problems:
             print(f"tl {args.command}: error: {problem}", file=sys.stderr)
