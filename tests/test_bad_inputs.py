@@ -53,6 +53,8 @@ def world(tiny_bert_dir: Path) -> Iterator[World]:
     root.chmod(0o755)
     bert = root / "bert"
     shutil.copytree(tiny_bert_dir, bert)
+    for path in [bert, *bert.rglob("*")]:  # copytree keeps pytest's private modes: readable by every user
+        path.chmod(0o755 if path.is_dir() else 0o644)
     (root / "train.tsv").write_text(GOOD_TSV)
     (root / "dev.tsv").write_text(GOOD_TSV)
     rng = np.random.default_rng(0)
