@@ -46,9 +46,25 @@ def _tiny_run(world_root: Path, name: str, recipe: dict[str, Any]) -> Path:
     return out
 
 
+def _warm_imports() -> None:
+    """Import once, here, what the commands import, so that each forked child finds it loaded."""
+    import concurrent.futures.process  # noqa: F401 - also what root's Python keeps from nobody
+    import importlib
+
+    import sklearn.metrics  # noqa: F401
+
+    from tl_toolkit._registry import registry
+
+    for module in ("_pipeline", "_predict", "_evaluate", "_export", "_plan", "_compare", "_scaffold", "_engine",
+                   "_feature_cache", "_report", "_modelcard", "_input_files"):
+        importlib.import_module(f"tl_toolkit.{module}")
+    registry.all()  # every plugin module, and the libraries they import
+
+
 @pytest.fixture(scope="module")
 def world(tiny_bert_dir: Path) -> Iterator[World]:
     """Good data, a tiny BERT and three finished runs, in a folder every user may read."""
+    _warm_imports()
     root = Path(tempfile.mkdtemp(prefix="tl-bad-inputs-"))
     root.chmod(0o755)
     bert = root / "bert"
