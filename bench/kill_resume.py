@@ -8,13 +8,17 @@ output directory and killed ``--kills`` times, each time restarted with
 over what is left), and there a random phase: during training (a random delay after that step is
 logged), during evaluation (just after an epoch's last step is logged), or
 while a checkpoint is being written (as soon as a hidden ``.*.tmp`` folder
-appears). Moments follow the run's progress, not the clock, so a loaded
+appears). For ``head-only`` (whose frozen features are cached,
+``train.feature_cache: auto``) the first kill lands while the feature cache is
+being computed or written (a hidden ``.*.tmp`` file in the run's own
+``$TL_TOOLKIT_CACHE``), and every kill before the cache is complete does too. Moments follow the run's progress, not the clock, so a loaded
 machine changes nothing. After the last kill, ``--resume`` runs to the end, and
 the final eval metrics and every logged loss must equal the reference exactly
 (CPU, same seed). Prints, per kill, the phase it hit and the checkpoints left;
 exits 1 on any mismatch.
 
-Usage: python bench/kill_resume.py [--strategies full lora] [--kills 10] [--seed 0] [--workdir DIR]
+Usage: python bench/kill_resume.py [--strategies full lora head-only] [--kills 10] [--seed 0] [--workdir DIR]
+           [--json FILE]
 """
 
 import argparse
@@ -46,12 +50,23 @@ RECIPE = {
 
 def _start(recipe: Path, out: Path, resume: bool) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "tl_toolkit", "run", str(recipe), f"output_dir={out}", "--quiet"]
+    env = {**os.environ, "TL_TOOLKIT_CACHE": str(_cache(out))}  # each run its own cache: the killed one writes it
     return subprocess.Popen(args + (["--resume"] if resume else []), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, env=env)
+
+
+def _cache(out: Path) -> Path:
+    return out.with_name(out.name + "-features")
+
+
+def _cache_done(out: Path) -> bool:
+    return any(_cache(out).glob("[!.]*.safetensors"))
 
 
 def _phase(out: Path) -> str:
-    """What the killed run was doing: writing a checkpoint, evaluating, or training."""
+    """What the killed run was doing: writing the feature cache or a checkpoint, evaluating, or training."""
+    if any(_cache(out).glob(".*.tmp")):
+        return "cache-write"
     if any((out / "checkpoints").glob(".*.tmp")):
         return "save"
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()] if (
@@ -86,6 +101,13 @@ def _wait(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> bool:
 def _kill_at(proc: subprocess.Popen[bytes], out: Path, step: int, phase: str, rng: random.Random) -> str:
     """Kill ``proc`` in ``phase`` once the run has logged ``step``."""
     ckpts = out / "checkpoints"
+    if phase == "cache":  # computing the features, or writing them (the hidden .tmp file)
+        _wait(proc, lambda: any(_cache(out).glob(".*.tmp")) or _cache_done(out))
+        if proc.poll() is not None:
+            return "finished"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return _phase(out) if not _cache_done(out) else "after-cache"
     reached = _wait(proc, lambda: _logged_step(out) >= step)
     if reached and phase == "eval":
         reached = _wait(proc, lambda: _epoch_end_logged(out))
@@ -112,9 +134,10 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def run_strategy(strategy: str, kills: int, rng: random.Random, work: Path) -> bool:
+def run_strategy(strategy: str, kills: int, rng: random.Random, work: Path, record: dict | None = None) -> bool:
     recipe = work / f"{strategy}.yaml"
     recipe.write_text(yaml.safe_dump({**RECIPE, "strategy": {"plugin": strategy}}))
+    landed: list[dict] = []
     straight, killed = work / f"{strategy}-straight", work / f"{strategy}-killed"
     t0 = time.monotonic()
     proc = _start(recipe, straight, resume=False)
@@ -133,14 +156,17 @@ def run_strategy(strategy: str, kills: int, rng: random.Random, work: Path) -> b
         # and spread over what is left so the ten kills reach the end of the run.
         done = max(_newest_step(killed), _logged_step(killed))
         phase = ["train", "eval", "save"][rng.randrange(3)]
+        if strategy == "head-only" and not _cache_done(killed):
+            phase = "cache"
         step = min(done + rng.randint(1, max(1, 2 * (total - done) // (kills - i))), total)
         if phase == "eval":
             step = next((end for end in epoch_ends if end >= step), total)
         proc = _start(recipe, killed, resume=i > 0)
         hit = _kill_at(proc, killed, step, phase, rng)
         ckpts = sorted(p.name for p in (killed / "checkpoints").glob("[!.]*")) if (killed / "checkpoints").is_dir() else []
-        print(f"  kill {i + 1:2d}: aimed at {phase} after step {step:2d} -> hit {hit:8s} checkpoints left {ckpts}",
+        print(f"  kill {i + 1:2d}: aimed at {phase} after step {step:2d} -> hit {hit:11s} checkpoints left {ckpts}",
               flush=True)
+        landed.append({"aimed": phase, "step": step, "hit": hit, "checkpoints_left": ckpts})
     proc = _start(recipe, killed, resume=True)
     _, err = proc.communicate()
     if proc.returncode != 0:
@@ -153,12 +179,17 @@ def run_strategy(strategy: str, kills: int, rng: random.Random, work: Path) -> b
     losses_b = [(r["step"], r.get("train_loss")) for r in _rows(killed)]
     same = a == b and losses_a == losses_b
     print(f"{strategy}: resumed after {kills} kills, eval {b} -> {'IDENTICAL' if same else 'DIFFERENT'}")
+    if record is not None:
+        record[strategy] = {"kills": landed, "reference_eval": a, "resumed_eval": b, "identical": same,
+                            "uninterrupted_seconds": round(duration, 1),
+                            "feature_cache": json.loads((killed / "summary.json").read_text()).get("feature_cache")}
     return same
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategies", nargs="+", default=["full", "lora"])
+    parser.add_argument("--strategies", nargs="+", default=["full", "lora", "head-only"])
+    parser.add_argument("--json", type=Path, default=None, help="also write the kills and metrics here")
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -168,7 +199,10 @@ def main() -> int:
     rng = random.Random(args.seed)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tl-kill-resume-"))
     work.mkdir(parents=True, exist_ok=True)
-    ok = [run_strategy(s, args.kills, rng, work) for s in args.strategies]
+    record: dict = {"kills_per_strategy": args.kills, "seed": args.seed}
+    ok = [run_strategy(s, args.kills, rng, work, record) for s in args.strategies]
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
     return 0 if all(ok) else 1
 
 

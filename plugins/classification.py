@@ -56,6 +56,13 @@ class ClassificationTask(TaskPlugin):
             names = list(data.classes)
         else:
             names = _sorted_labels(train.unique("_label"))
+        if len(names) == 1:  # a one-class model is always right and learns nothing: refused
+            if data.classes:
+                raise UserError(f"data.classes: keeps only the class {names[0]!r}; a classifier needs at least two "
+                                f"classes: list two or more, or leave data.classes out")
+            raise UserError(f"data.label_column: the training data {data.train!r} holds a single class in label "
+                            f"column {data.label_column!r} ({names[0]!r}); a classifier needs at least two classes: "
+                            f"add examples of the others, or check data.label_column")
         if evals is not None:
             unseen = sorted(set(evals.unique("_label")) - set(names))
             if unseen:

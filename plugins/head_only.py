@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict
+
 from tl_toolkit import Backbone, Strategy
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["HeadOnlyStrategy"]
+__all__ = ["HeadOnlyOptions", "HeadOnlyStrategy"]
+
+
+class HeadOnlyOptions(BaseModel):
+    """``head-only`` takes no options: the head trains with the train section's settings."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class HeadOnlyStrategy(Strategy):
     """Freeze the backbone and train only the classification head (feature transfer)."""
+
+    options_model = HeadOnlyOptions
 
     frozen_backbone = True  # its features never change: train.feature_cache computes them once
 

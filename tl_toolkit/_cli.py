@@ -119,9 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(_COMMANDS[args.command](args) or 0)
+    except BrokenPipeError:  # `tl list | head -2`: the reader is gone, which is no error of ours
+        return _stdout_closed()
     except UserError as e:
         for problem in e.problems:
             print(f"tl {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        from ._errors import os_error_message
+
+        # A user's file or folder that cannot be read or written: the path and the cause are the message.
+        print(f"tl {args.command}: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tl {args.command}: interrupted; `tl run RECIPE --resume` continues a run", file=sys.stderr)
@@ -131,6 +141,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         report_internal_error(f"tl {args.command}", argv if argv is not None else sys.argv[1:])
         return 1
+
+
+def _stdout_closed() -> int:
+    """End quietly once standard output is closed: later writes (and the final flush) go nowhere."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _at_least_one(option: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{option}: must be at least 1, got {value}")
+
+
+def _output_problems(option: str, path: str | None) -> None:
+    from ._paths import output_dir_problems
+
+    problems = output_dir_problems(option, path) if path else []
+    if problems:
+        raise UserError(problems)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -150,6 +185,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from ._compare import compare
     from ._validate import validate
 
+    _output_problems("--output", args.output)
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(args.quiet)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
@@ -161,8 +197,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from ._plan import format_plan, plan
     from ._validate import validate
 
-    if args.steps < 1:
-        raise UserError(f"--steps: must be at least 1, got {args.steps}")
+    _at_least_one("--steps", args.steps)
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(True)
     print(format_plan(plan(recipe, steps=args.steps)))
@@ -249,6 +284,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 
     from ._scaffold import new_plugin
 
+    _output_problems("--output", args.output)
     root = new_plugin(args.name, args.kind, Path(args.output))
     print(f"wrote {root}/: pip install -e {root} && pytest {root}/tests, then `tl list` shows {args.name!r}")
     return 0
@@ -271,18 +307,39 @@ def _print_options(info: Any) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     quiet_libraries(True)
+    from ._input_files import check_predict_inputs
     from ._predict import predict
 
-    if args.top_k < 1:
-        raise UserError(f"--top-k: must be at least 1, got {args.top_k}")
+    _at_least_one("--top-k", args.top_k)
+    _at_least_one("--batch-size", args.batch_size)
+    if args.output:
+        _output_file_problems(args.output)
+    check_predict_inputs(args.run_dir, args.inputs, args.column)
     rows = predict(args.run_dir, args.inputs, column=args.column, batch_size=args.batch_size, top_k=args.top_k)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            from ._errors import os_error_message
+
+            raise UserError(os_error_message(e, "--output", args.output)) from None
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _output_file_problems(path: str) -> None:
+    """``--output FILE``: a folder, or a file whose folder is missing, is refused before any work."""
+    from pathlib import Path
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--output: {path!r} is a folder; give the path of a file to write")
+    if not target.absolute().parent.is_dir():
+        raise UserError(f"--output: {path!r}: No such file or directory (its folder {str(target.parent)!r} "
+                        f"does not exist); create the folder or choose another --output")
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -290,7 +347,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ._export import export_run
 
     target = export_run(args.run_dir, args.format, args.output, merge_lora=args.merge_lora)
-    print(f"wrote {target}/ ({args.format}{', LoRA merged' if args.merge_lora else ''})")
+    merged = json.loads((target / "export.json").read_text()).get("merged_lora", False)
+    note = ", LoRA merged" if merged else (", no LoRA adapters to merge: the run trained none" if args.merge_lora
+                                           else "")
+    print(f"wrote {target}/ ({args.format}{note})")
     return 0
 
 
@@ -298,6 +358,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     quiet_libraries(True)
     from ._evaluate import evaluate_run
 
+    _at_least_one("--batch-size", args.batch_size)
     metrics = evaluate_run(args.run_dir, args.overrides, batch_size=args.batch_size)
     print(json.dumps(metrics, indent=2))
     return 0

@@ -143,7 +143,6 @@ def _load_raw(data: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | No
         train = _load_imagefolder(Path(data.train or ""), data.image_column, data.label_column)
         evals = _load_imagefolder(Path(data.eval), data.image_column, data.label_column) if data.eval else None
         return train, evals
-    import datasets
 
     if data.format == "hf":
         return _load_hf(data)
@@ -152,21 +151,15 @@ def _load_raw(data: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | No
 
         return (read_conll(Path(data.train or ""), data, "train"),
                 read_conll(Path(data.eval), data, "eval") if data.eval else None)
-    files = {"train": data.train}
-    if data.eval:
-        files["eval"] = data.eval
+    from ._tables import read_table
+
     kwargs: dict[str, Any] = {}
     if data.format == "csv":
         suffix = Path(data.train or "").suffix.lower()
         kwargs["delimiter"] = data.delimiter or ("\t" if suffix == ".tsv" else ",")
-    try:
-        loaded = datasets.load_dataset(data.format, data_files=files, **kwargs)
-    except Exception as e:  # pyarrow / pandas parse errors carry the useful text
-        raise UserError(
-            f"data.train/data.eval: could not read {list(files.values())} as {data.format}: "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from None
-    return loaded["train"], loaded.get("eval")
+    # Each file on its own: a problem (a ragged line, a column the other file has) is named as that file's.
+    train = read_table(data.format, data.train or "", "data.train", **kwargs)
+    return train, read_table(data.format, data.eval, "data.eval", **kwargs) if data.eval else None
 
 
 def _load_hf(data: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | None]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
+from ._gradient_watch import GradientWatch
 from ._performance import make_optimizer, prepare_for_training
 from ._trackers import tracker_config, tracker_values
 
@@ -210,6 +211,7 @@ def fit(
     if accelerator.log_with:  # the trackers of train.trackers, filtered by accelerate
         accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
+    watch = GradientWatch(accelerator.unwrap_model(model))
     outputs: dict[str, Any] = {}
     evaluated = False
     history = state.history
@@ -236,6 +238,8 @@ def fit(
                 # The step's one wait for the device: the backward pass is already queued behind it.
                 value, finite = _loss_and_finite(accelerator, loss)
                 if finite:
+                    if accelerator.sync_gradients and watch.active:
+                        _warn_stuck(accelerator, recipe, watch.after_backward())
                     if accelerator.sync_gradients and cfg.max_grad_norm:
                         accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
                     optimizer.step()
@@ -280,6 +284,11 @@ def fit(
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, state.train_seconds,
                      accelerator, best_checkpoint=state.best)
+
+
+def _warn_stuck(accelerator: Accelerator, recipe: Recipe, warning: str | None) -> None:
+    if warning and accelerator.is_main_process:
+        print(f"{recipe.name}: warning: strategy {recipe.strategy.plugin!r}: {warning}", file=sys.stderr, flush=True)
 
 
 def _loss_and_finite(accelerator: Accelerator, loss: Any) -> tuple[float, bool]:

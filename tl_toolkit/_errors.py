@@ -8,9 +8,10 @@ traceback. Anything else is an internal error: exit 1 with a traceback.
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable, Sequence
 
-__all__ = ["DataError", "PluginError", "RecipeError", "UserError", "suggest"]
+__all__ = ["DataError", "PluginError", "RecipeError", "UserError", "os_error_message", "suggest"]
 
 
 class UserError(Exception):
@@ -52,3 +53,29 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the nearest choice, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+_OS_CAUSES = {
+    errno.EACCES: ("permission denied", "give yourself access (chmod/chown) or use another path"),
+    errno.EPERM: ("operation not permitted", "give yourself access (chmod/chown) or use another path"),
+    errno.ENOENT: ("No such file or directory", "check the path"),
+    errno.EISDIR: ("it is a folder, not a file", "give a file"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path"),
+    errno.EROFS: ("the file system is read-only", "use a path on a writable disk"),
+    errno.ENOSPC: ("no space left on the device", "free some space or use another disk"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space or use another disk"),
+    errno.EEXIST: ("it already exists", "remove it or use another path"),
+    errno.ENAMETOOLONG: ("the name is too long", "use a shorter path"),
+}
+
+
+def os_error_message(error: OSError, what: str | None = None, path: object = None) -> str:
+    """One sentence for an operating-system error on a user's path: what, the path, the cause, the fix.
+
+    ``what`` names the recipe key or option (``output_dir``, ``--output``); ``path``
+    defaults to the file the error names.
+    """
+    target = path if path is not None else (error.filename or "")
+    cause, fix = _OS_CAUSES.get(error.errno or -1, (error.strerror or type(error).__name__, "check the path"))
+    prefix = f"{what}: " if what else ""
+    return f"{prefix}{str(target)!r}: {cause}; {fix}"

@@ -58,8 +58,13 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
             f"to export a plain model with the adapters merged into its weights"
         )
     target = Path(output) if output else model_dir.parent / "export" / fmt
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if target.exists() and target.is_dir() and any(target.iterdir()):
         raise UserError(f"--output: {target} already exists and is not empty; remove it or choose another --output")
+    from ._paths import output_dir_problems
+
+    problems = output_dir_problems("--output", target)
+    if problems:
+        raise UserError(problems)
     tmp = target.with_name(f".{target.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -67,8 +72,9 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
     model = loaded.model.eval()
     head = loaded.task.head if loaded.task is not None else "classification"
     report = backbone.export(model, tmp, fmt, Task(loaded.label_names, head)) or {}
+    merged = merge_lora and (model_dir / "adapter_config.json").is_file()  # a run without adapters merges nothing
     meta = {"format": fmt, "run": str(model_dir.parent), "backbone": loaded.meta["backbone"],
-            "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merge_lora,
+            "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merged,
             "label_names": loaded.label_names, **report}
     (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
     if target.exists():

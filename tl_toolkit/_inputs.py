@@ -13,6 +13,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._errors import os_error_message
+
 if TYPE_CHECKING:
     import datasets
 
@@ -22,8 +24,18 @@ _CHUNK = 1 << 20
 
 
 def text_file_problems(key: str, path: Path, fmt: str) -> list[str]:
-    """An empty file, a CSV with a header and no rows, or bytes that are not UTF-8 (csv and json files)."""
-    if fmt not in ("csv", "json") or not path.is_file():
+    """A folder where a file belongs, a file that cannot be read, an empty file, a CSV with a header and no
+    rows, or bytes that are not UTF-8 (csv and json files)."""
+    if fmt in ("csv", "json", "parquet") and path.is_dir():
+        return [f"{key}: {str(path)!r} is a folder; format {fmt!r} reads one file (give the file's path)"]
+    if fmt not in ("csv", "json", "parquet") or not path.is_file():
+        return []
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        return [f"{key}: cannot read {os_error_message(e, path=path)}"]
+    if fmt == "parquet":
         return []
     if path.stat().st_size == 0:
         return [f"{key}: file '{path}' is empty; give a file with a header line and one example a line"]

@@ -105,28 +105,41 @@ def finetune(
     return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
-def _prepare_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an output directory that holds a run unless --resume or --overwrite says what to do with it."""
     finished = (out / "summary.json").is_file()
     started = (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
     if overwrite:
-        for name in ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md",
-                     "recipe.yaml", "learning_curves.png", "eval.json", "confusion_matrix.png", "trackers"):
+        return
+    if finished and not resume:
+        raise UserError(
+            f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace it "
+            f"or set output_dir=<another directory>"
+        )
+    if started and not resume:
+        raise UserError(
+            f"output_dir: {str(out)!r} holds an unfinished run; pass --resume to continue it, "
+            f"or --overwrite to start over"
+        )
+
+
+_RUN_FILES = ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md", "recipe.yaml",
+              "learning_curves.png", "eval.json", "confusion_matrix.png", "trackers")
+
+
+def _claim_output_dir(out: Path, overwrite: bool) -> None:
+    """Create ``out`` and, with --overwrite, remove the previous run's files: called only once every check that
+    can run before training has passed, so a bad input leaves the previous run (or no folder) as it was."""
+    from ._paths import make_output_dir
+
+    if overwrite:
+        for name in _RUN_FILES:
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-    elif finished and not resume:
-        raise UserError(
-            f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace it "
-            f"or set output_dir=<another directory>"
-        )
-    elif started and not resume:
-        raise UserError(
-            f"output_dir: {str(out)!r} holds an unfinished run; pass --resume to continue it, "
-            f"or --overwrite to start over"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir("output_dir", out)
 
 
 def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> FinetuneResult:
@@ -141,9 +154,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
-    if accelerator.is_main_process:
-        _prepare_output_dir(out, resume, overwrite)
-    accelerator.wait_for_everyone()
+    _check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
     set_seed(recipe.seed)
 
     backbone: Backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
@@ -174,8 +185,10 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
             f"{len(data.eval)} eval examples, {task.num_labels} labels, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
-    if accelerator.is_main_process:  # written once data and model are known good: a bad input changes nothing
+    if accelerator.is_main_process:  # once data, model and strategy are known good: a bad input changes nothing
+        _claim_output_dir(out, overwrite)
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
+    accelerator.wait_for_everyone()
     from ._feature_cache import use_cached_features
 
     cached = use_cached_features(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, quiet)
@@ -298,8 +311,10 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
     Raises:
         UserError: not a finished run, or its plugins are not installed.
     """
+    from ._run_files import check_model_dir, damaged_model
+
     model_dir = resolve_run_dir(path)
-    meta = json.loads((model_dir / MODEL_META).read_text())
+    meta = check_model_dir(model_dir, MODEL_META)
     backbone_cfg = BackboneConfig.model_validate(meta["backbone"])
     data_cfg = DataConfig.model_validate(meta["data"])
     backbone = registry.get("backbone", backbone_cfg.plugin)(backbone_cfg, data_cfg)
@@ -308,7 +323,10 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
 
     task = make_task(data_cfg)
     task.setup(list(meta["label_names"]))
-    model = strategy.load(backbone, model_dir, merge=merge)
+    try:
+        model = strategy.load(backbone, model_dir, merge=merge)
+    except (OSError, ValueError) as e:  # a model folder missing a file, or with a file a library cannot parse
+        raise damaged_model(model_dir, e) from None
     model.eval()
     return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta, task)
 

@@ -11,10 +11,12 @@ from pydantic import ValidationError
 
 from ._data import check_data_paths
 from ._errors import RecipeError, UserError
+from ._paths import output_dir_problems
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
 from ._tasks import task_problems
 from ._trackers import tracker_problems
+from ._weights import weights_folder_problems
 
 __all__ = ["check_recipe", "validate"]
 
@@ -29,6 +31,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *tracker_problems(recipe.train.trackers),
     ]
     problems.extend(_model_path_problems(recipe.backbone.model))
+    problems.extend(output_dir_problems("output_dir", recipe.output_path))
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
@@ -42,7 +45,10 @@ def _model_path_problems(model: str) -> list[str]:
         return []
     path = Path(model).expanduser()
     if path.is_dir():
-        return []
+        if not (path / "config.json").is_file():
+            return [f"backbone.model: local model directory {model!r} holds no config.json; give the folder a "
+                    f"model was saved to (save_pretrained: config.json + weights), or a hub id"]
+        return weights_folder_problems("backbone.model", path)
     return [f"backbone.model: local model directory {model!r} not found; give the folder holding the model's "
             f"config.json, or a hub id such as 'bert-base-uncased'"]
 
@@ -53,6 +59,10 @@ def _plugin_problems(kind: str, name: str, options: Any) -> list[str]:
         plugin = registry.get(kind, name)
     except UserError as e:
         return [f"{kind}.plugin: {p}" for p in e.problems]
+    declared = getattr(plugin, "options_model", None)
+    if isinstance(options, dict) and options and declared is not None and not declared.model_fields:
+        return [f"{kind}.options: {name!r} takes no options, got {sorted(options)}; remove {kind}.options "
+                f"(see `tl list --verbose {name}`)"]
     return plugin.option_problems(options) if isinstance(options, dict) else []
 
 
