@@ -13,6 +13,7 @@ from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+from ._usage import Usage
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "StrategyConfig",
     "Task",
     "TrainConfig",
+    "Usage",
     "UserError",
     "__version__",
     "block_index",

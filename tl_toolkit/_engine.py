@@ -9,7 +9,6 @@ story of a run around it: train an epoch, evaluate, log, checkpoint.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
-from ._performance import make_optimizer, prepare_for_training
 from ._trackers import tracker_config, tracker_values
+from ._train_step import prepare_training
 
 if TYPE_CHECKING:
     import datasets
@@ -161,35 +160,16 @@ def fit(
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
     """
-    from transformers import get_scheduler
 
     from ._metrics import Objective
 
     objective = objective or Objective(label_smoothing=recipe.train.label_smoothing)
 
     cfg = recipe.train
-    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
-    eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
-    prepare_for_training(model, cfg.gradient_checkpointing, strategy)
-    optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
-    if not optimizer.param_groups:
-        raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
-    for group in optimizer.param_groups:  # layer-wise learning rates: a group may scale train.lr
-        group["lr"] = cfg.lr * group.pop("lr_scale", 1.0)
-
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
-    total_steps = steps_per_epoch * cfg.epochs
-    # The prepared scheduler steps once per process for each optimizer step, as accelerate's examples do.
-    scheduler = get_scheduler(
-        cfg.scheduler,
-        optimizer,
-        num_warmup_steps=int(cfg.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
-    scheduler = accelerator.prepare(scheduler)
-    # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    # The loaders, optimizer and scheduler, and the step that trains one batch (shared with tl plan).
+    training = prepare_training(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, objective)
+    model, scheduler = training.model, training.scheduler
+    train_loader, eval_loader, train_step = training.train_loader, training.eval_loader, training.step
 
     checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg)
     state = (checkpoints.resume() if resume else None) or TrainState()
@@ -223,25 +203,7 @@ def fit(
         started = epoch_started = time.perf_counter()
         progress.start(epoch, cfg.epochs, len(train_loader), accelerator.num_processes)
         for batch in loader:
-            with accelerator.accumulate(model):
-                batch = backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
-                logits = backbone.forward(model, batch)
-                loss = objective.loss(logits, batch["labels"])
-                extra = strategy.extra_loss(model, batch, logits)
-                if extra is not None:
-                    loss = loss + extra
-                accelerator.backward(loss)
-                # The step's one wait for the device: the backward pass is already queued behind it.
-                value, finite = _loss_and_finite(accelerator, loss)
-                if finite:
-                    if accelerator.sync_gradients and cfg.max_grad_norm:
-                        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                else:  # no update: drop this batch's gradients and those accumulated with it
-                    for param in trainable:
-                        param.grad = None
-                optimizer.zero_grad(set_to_none=True)
+            value, finite = train_step(batch)
             state.batch += 1
             if finite:
                 state.window_loss, state.window_batches = state.window_loss + value, state.window_batches + 1
