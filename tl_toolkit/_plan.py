@@ -73,19 +73,22 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
     backbone.train_mode(unwrapped)
     warmup = warmup if len(loader) > warmup + 1 else 0
     sizes: list[int] = []
+    examples: list[int] = []
     seconds: list[float] = []
     with peak_memory() as peak:
-        for i, batch in enumerate(loader):
+        started = time.perf_counter()
+        for i, batch in enumerate(loader):  # each batch's time includes drawing it, as in the engine's epoch
             if i >= warmup + steps:
                 break
-            started = time.perf_counter()
             training.step(batch)
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             if i >= warmup:
                 sizes.append(_batch_size(batch))
+                examples.append(_examples(batch))
                 seconds.append(time.perf_counter() - started)
-    per_example = sizes[0] / _examples(batch) if sizes else 1.0
+            started = time.perf_counter()
+    per_example = sizes[0] / examples[0] if sizes else 1.0
     epoch_sizes = _epoch_sizes(recipe, backbone, train_ds, per_example)
     estimate, low, high = _extrapolate(sizes, seconds, epoch_sizes)
     return {
