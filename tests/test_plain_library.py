@@ -4,7 +4,9 @@ For each backbone x strategy x pooling a tiny run is trained once (module
 fixtures), then the Python block of its ``model/README.md`` is executed as a
 user would paste it, and its ``predict`` is called on 100 examples: labels
 equal, probabilities within 1e-4, and no library may report missing or
-unexpected weights while loading (``conftest.run_card``). ``TL_PLAIN_TABLE``
+unexpected weights while loading (``conftest.run_card``). For ``full`` runs the
+README that ``tl export`` writes beside the exported model is run the same way.
+``TL_PLAIN_TABLE``
 names a file to which each case appends its row of the plain-library table.
 """
 
@@ -12,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
 from conftest import CIFAR10, SST2, card_code, run_card
 
-from tl_toolkit import predict
+from tl_toolkit import export_run, predict
 
 N_EXAMPLES = 100
 TOLERANCE = 1e-4
@@ -54,10 +55,11 @@ def _text_data(n_train: int = 32) -> dict:
             "text_column": "sentence", "max_train_samples": n_train, "max_eval_samples": 8, "max_length": 64}
 
 
-def _compare(run: Path, inputs: list[str], plain_inputs: list[str], case: str) -> None:
+def _compare(run: Path, inputs: list[str], plain_inputs: list[str], case: str, readme: Path | None = None) -> None:
+    """The code of ``readme`` (default: the run's model card) against ``tl predict`` on the run."""
     expected = predict(run, inputs, top_k=100)
     assert len(expected) == N_EXAMPLES
-    labels, scores = run_card(run / "model" / "README.md", plain_inputs)
+    labels, scores = run_card(readme or run / "model" / "README.md", plain_inputs)
     names = [row["label"] for row in expected]
     label_names = json.loads((run / "summary.json").read_text())["label_names"]
     diff = 0.0
@@ -66,17 +68,18 @@ def _compare(run: Path, inputs: list[str], plain_inputs: list[str], case: str) -
         assert len(ours) == len(plain) == len(label_names)
         diff = max(diff, *(abs(ours[label_names[i]] - p) for i, p in enumerate(plain)))
     agree = sum(a == b for a, b in zip(labels, names, strict=True))
-    _record(run, case, agree, diff)
+    _record(readme or run / "model" / "README.md", case, agree, diff)
     assert agree == N_EXAMPLES, f"{case}: the card's code agrees with tl predict on {agree} of {N_EXAMPLES} labels"
     assert diff <= TOLERANCE, f"{case}: the card's code differs from tl predict by {diff:.3g}"
 
 
-def _record(run: Path, case: str, agree: int, diff: float) -> None:
+def _record(readme: Path, case: str, agree: int, diff: float) -> None:
     table = os.environ.get("TL_PLAIN_TABLE")
     if table:
         with open(table, "a", encoding="utf-8") as f:
-            found = re.search(r"^library_name: (\S+)", (run / "model" / "README.md").read_text(), re.M)
-            library = found.group(1) if found else "?"
+            code = card_code(readme)
+            library = next((lib for lib in ("peft", "sentence_transformers", "transformers", "timm")
+                            if f"from {lib}" in code or f"import {lib}" in code), "?")
             f.write(f"| {case} | {library} | {agree}/{N_EXAMPLES} | {diff:.1e} |\n")
 
 
@@ -90,7 +93,11 @@ def test_bert_card_code_predicts_like_tl_predict(strategy: str, pooling: str, se
     code = card_code(run / "model" / "README.md")
     assert ("SentenceTransformer" in code) == (pooling != "head")
     assert ("PeftModel" in code) == (strategy == "lora" and pooling == "head")  # pooled LoRA is saved merged
-    _compare(run, [str(sentences)], sentences.read_text().splitlines(), f"bert | {strategy} | {pooling}")
+    texts = sentences.read_text().splitlines()
+    _compare(run, [str(sentences)], texts, f"bert | {strategy} | {pooling}")
+    if strategy == "full":  # tl export --format hf writes the same layout, and its README's code loads it
+        exported = export_run(run, "hf")
+        _compare(run, [str(sentences)], texts, f"bert export hf | {strategy} | {pooling}", exported / "README.md")
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -100,6 +107,8 @@ def test_resnet_card_code_predicts_like_tl_predict(strategy: str, images: list[s
     run = _train(tmp_path / f"resnet-{strategy}", {"plugin": "resnet", "model": "resnet18", "pretrained": False},
                  data, strategy)
     _compare(run, images, images, f"resnet | {strategy} | -")
+    if strategy == "full":
+        _compare(run, images, images, f"resnet export timm | {strategy} | -", export_run(run, "timm") / "README.md")
 
 
 def test_minilm_mean_pooled_card_code_predicts_like_tl_predict(sentences: Path, minilm_dir: Path,
