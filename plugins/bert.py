@@ -345,8 +345,10 @@ class BertBackbone(Backbone):
         return bert_usage(is_pooled(model_dir), self.data.max_length)
 
     def adapters_load_plainly(self, model: nn.Module) -> bool:
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier
+
         # sentence-transformers builds a pooled model from its own modules: adapters are saved merged into it.
-        return not hasattr(model, "pooling")
+        return not isinstance(model, PooledClassifier)
 
     def load(self, directory: Path) -> nn.Module:
         from tl_toolkit_plugins.bert_pooling import is_pooled, load_pooled
