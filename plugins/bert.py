@@ -11,7 +11,9 @@ checkpoints keep their transformers classification head. Tokenisation runs
 through ``datasets.map`` (cached by fingerprint), with a warning that counts
 the examples ``data.max_length`` truncates; batches are padded dynamically and
 the engine groups them by length (:meth:`BertBackbone.lengths`). Models are
-saved with ``save_pretrained``, label names in ``id2label``.
+saved with ``save_pretrained``, label names in ``id2label``; a pooled model as a
+sentence-transformers model (``bert_pooling.py``), whose ``encode`` gives the
+logits. The model card's code (``bert_usage.py``) loads either plainly.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tl_toolkit_plugins.token_tasks import (
     tokenize_words,
 )
 
-from tl_toolkit import Backbone, SourceModel, Task, UserError, export_onnx, read_state_dict
+from tl_toolkit import Backbone, SourceModel, Task, Usage, UserError, export_onnx, read_state_dict
 
 if TYPE_CHECKING:
     import datasets
@@ -342,13 +344,13 @@ class BertBackbone(Backbone):
         for key, value in _label_kwargs(task).items():
             setattr(model.config, key, value)
         if isinstance(model, PooledClassifier):
-            save_pooled(model, directory)
+            save_pooled(model, directory, self.data.max_length)
         else:
             model.save_pretrained(str(directory), safe_serialization=True)
         self.tokenizer.save_pretrained(str(directory))
 
     def export(self, model: nn.Module, directory: Path, fmt: str, task: Task) -> dict[str, Any] | None:
-        """``hf``: ``save_pretrained`` (plain transformers loads it); ``onnx``: the graph, with the tokenizer and config."""
+        """``hf``: what :meth:`save` writes (plain transformers or sentence-transformers loads it); ``onnx``: the graph, with the tokenizer and config."""
         if fmt == "hf":
             self.save(model, directory, task)
             return None
@@ -364,13 +366,27 @@ class BertBackbone(Backbone):
         self.tokenizer.save_pretrained(str(directory))
         return report
 
+    def usage(self, model_dir: Path, task: Task, fmt: str | None = None) -> Usage | None:
+        from tl_toolkit_plugins.bert_pooling import is_pooled
+        from tl_toolkit_plugins.bert_usage import bert_usage
+
+        if fmt not in (None, "hf") or task.problem_type == "token_classification":
+            return None  # ONNX graphs, and token heads (their card shows the Auto class and the pipeline)
+        return bert_usage(is_pooled(model_dir), self.data.max_length)
+
+    def adapters_load_plainly(self, model: nn.Module) -> bool:
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier
+
+        # sentence-transformers builds a pooled model from its own modules: adapters are saved merged into it.
+        return not isinstance(model, PooledClassifier)
+
     def load(self, directory: Path) -> nn.Module:
-        from tl_toolkit_plugins.bert_pooling import HEAD_FILE, load_pooled
+        from tl_toolkit_plugins.bert_pooling import is_pooled, load_pooled
         from transformers import AutoModelForSequenceClassification
 
         self._load_tokenizer(str(directory))
         remote = self.options.trust_remote_code
-        if (directory / HEAD_FILE).is_file():
+        if is_pooled(directory):
             return load_pooled(directory, trust_remote_code=remote)
         self.token_head = is_token_model_dir(directory)
         if self.token_head:

@@ -9,11 +9,15 @@ frozen (head-only, LoRA). :class:`PooledClassifier` is the bare encoder
 linear head; it imports torch, so ``bert.py`` imports it only when it builds
 or loads such a model.
 
-On disk (``save_pooled`` / ``load_pooled``): the encoder's ``save_pretrained``
-files (its ``config.json`` carries ``id2label``), the pooling as a
-sentence-transformers ``1_Pooling/config.json``, and the head as
-``classifier.safetensors`` (``weight``, ``bias``) - plain transformers and
-safetensors read all of it.
+On disk (``save_pooled`` / ``load_pooled``) the model is a sentence-transformers
+model, so ``SentenceTransformer(model_dir).encode(texts)`` returns its logits:
+``modules.json`` lists the encoder (its ``save_pretrained`` files at the top,
+``config.json`` carrying ``id2label``), the pooling (``1_Pooling/config.json``)
+and the head as a ``Dense`` layer with the Identity activation
+(``2_Dense/``: ``config.json``, ``model.safetensors`` with ``linear.weight`` and
+``linear.bias``); ``sentence_bert_config.json`` holds ``data.max_length``. The
+files are plain JSON and safetensors, written here without sentence-transformers.
+Runs saved before this layout (the head in ``classifier.safetensors``) still load.
 """
 
 from __future__ import annotations
@@ -27,10 +31,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-__all__ = ["HEAD_FILE", "POOLING_FILE", "PooledClassifier", "load_pooled", "pool", "save_pooled"]
+__all__ = ["DENSE_DIR", "HEAD_FILE", "POOLING_FILE", "PooledClassifier", "is_pooled", "load_pooled", "pool",
+           "save_pooled"]
 
-HEAD_FILE = "classifier.safetensors"
+HEAD_FILE = "classifier.safetensors"  # the head in runs saved before the sentence-transformers layout
 POOLING_FILE = "1_Pooling/config.json"
+DENSE_DIR = "2_Dense"
+# The sentence-transformers pipeline: encoder (files at the top), pooling, then the head as a Dense layer.
+_ST_MODULES = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": DENSE_DIR, "type": "sentence_transformers.models.Dense"}]
 # sentence-transformers' pooling flags, in the order they are read: the first one set wins.
 _ST_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tokens": "mean",
              "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
@@ -91,25 +101,44 @@ class PooledClassifier(nn.Module):
                                                                                  self.pooling))))
 
 
-def save_pooled(model: PooledClassifier, directory: Path) -> None:
-    """Write the encoder (``save_pretrained``), the pooling, and the head (safetensors)."""
+def is_pooled(directory: Path) -> bool:
+    """Whether ``directory`` holds a model :func:`save_pooled` wrote (this layout or the earlier one)."""
+    return (directory / DENSE_DIR / "config.json").is_file() or (directory / HEAD_FILE).is_file()
+
+
+def save_pooled(model: PooledClassifier, directory: Path, max_length: int) -> None:
+    """Write ``model`` as a sentence-transformers model: encoder, pooling, and the head as an Identity ``Dense``."""
     model.encoder.save_pretrained(str(directory), safe_serialization=True)
     flags = {"word_embedding_dimension": model.config.hidden_size}
     flags.update({flag: mode == model.pooling for flag, mode in _ST_FLAGS.items()
                   if flag != "pooling_mode_mean_sqrt_len_tokens"})
-    (directory / POOLING_FILE).parent.mkdir(exist_ok=True)
-    (directory / POOLING_FILE).write_text(json.dumps(flags, indent=2) + "\n")
-    head = {k: v.detach().contiguous().cpu() for k, v in model.classifier.state_dict().items()}
-    save_file(head, str(directory / HEAD_FILE))
+    _write_json(directory / POOLING_FILE, flags)
+    _write_json(directory / "modules.json", _ST_MODULES)
+    _write_json(directory / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
+    head = model.classifier
+    _write_json(directory / DENSE_DIR / "config.json",
+                {"in_features": head.in_features, "out_features": head.out_features, "bias": True,
+                 "activation_function": "torch.nn.modules.linear.Identity"})
+    save_file({f"linear.{k}": v.detach().contiguous().cpu() for k, v in head.state_dict().items()},
+              str(directory / DENSE_DIR / "model.safetensors"))
 
 
 def load_pooled(directory: Path, trust_remote_code: bool = False) -> PooledClassifier:
-    """Load what :func:`save_pooled` wrote."""
+    """Load what :func:`save_pooled` wrote (or a run saved before, with ``classifier.safetensors``)."""
     from transformers import AutoModel
 
     pooling = pooling_from_st_config(json.loads((directory / POOLING_FILE).read_text())) or "mean"
     encoder = AutoModel.from_pretrained(str(directory), trust_remote_code=trust_remote_code)
-    head = load_file(str(directory / HEAD_FILE))
+    if (directory / DENSE_DIR / "config.json").is_file():
+        head = {k.removeprefix("linear."): v for k, v in load_file(str(directory / DENSE_DIR / "model.safetensors"))
+                .items()}
+    else:
+        head = load_file(str(directory / HEAD_FILE))
     model = PooledClassifier(encoder, pooling, head["weight"].shape[0])
     model.classifier.load_state_dict(head)
     return model
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2) + "\n")

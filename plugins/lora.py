@@ -4,6 +4,9 @@ The saved model is peft's adapter format (``adapter_config.json``,
 ``adapter_model.safetensors``, holding the head too) next to ``base/``, the
 backbone's starting weights in its own ecosystem's format, so the adapter
 loads with plain peft: ``PeftModel.from_pretrained(<base/ loaded>, model_dir)``.
+Where peft cannot put adapters on what the plain library loads
+(:meth:`Backbone.adapters_load_plainly`, e.g. a sentence-transformers model),
+the adapters are merged and the model saved as the backbone saves any model.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ class LoraStrategy(Strategy):
         return layerwise_groups(model, self.blocks, weight_decay, self.layer_decay)
 
     def save(self, model: nn.Module, backbone: Backbone, directory: Path, task: Task) -> None:
+        if not backbone.adapters_load_plainly(model.get_base_model()):
+            backbone.save(copy.deepcopy(model).merge_and_unload(), directory, task)
+            return
         model.save_pretrained(str(directory))  # the adapters and the trained head
         base = copy.deepcopy(model).unload()  # the starting weights, adapters removed
         backbone.save(base, directory / "base", task)
@@ -83,5 +89,7 @@ class LoraStrategy(Strategy):
     def load(self, backbone: Backbone, directory: Path, merge: bool = False) -> nn.Module:
         from peft import PeftModel
 
+        if not (directory / "adapter_config.json").is_file():  # saved merged
+            return backbone.load(directory)
         model = PeftModel.from_pretrained(backbone.load(directory / "base"), str(directory))
         return model.merge_and_unload() if merge else model

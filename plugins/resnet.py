@@ -23,6 +23,7 @@ from tl_toolkit import (
     Backbone,
     SourceModel,
     Task,
+    Usage,
     UserError,
     export_onnx,
     open_image,
@@ -289,6 +290,22 @@ class ResNetBackbone(Backbone):
         preprocessing = {k: cfg[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct") if k in cfg}
         (directory / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2) + "\n")
         return report
+
+    def usage(self, model_dir: Path, task: Task, fmt: str | None = None) -> Usage | None:
+        """timm's local-dir loader, and its eval transform for the saved data config (what ``tl predict`` uses)."""
+        if fmt not in (None, "timm"):  # the ONNX graph: preprocessing.json says how to feed it
+            return None
+        return Usage(
+            library="timm",
+            imports=("import timm", "from PIL import Image"),
+            load=('model = timm.create_model(f"local-dir:{model_dir}", pretrained=True)',
+                  "transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))"),
+            labels='model.pretrained_cfg["label_names"]',
+            logits=('images = [transform(Image.open(path).convert("RGB")) for path in inputs]',
+                    "logits = model(torch.stack(images))"),
+            example='["cat.jpg", "dog.png"]',
+            example_runs=False,
+        )
 
     def load(self, directory: Path) -> nn.Module:
         import timm

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,8 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             words[w] = words.get(w, 0) + 1
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(w for w, n in words.items() if n >= 3)]
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
+    # The vocabulary as a dict: under transformers 5, vocab_file= alone maps every word to [UNK].
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=128,
@@ -100,72 +102,59 @@ def predict_inputs(backbone: str, tmp_path: Path) -> list[str]:
     return [str(p) for p in sorted((CIFAR10 / "test" / "cat").glob("*.jpg"))[:10]]
 
 
-def MeanPooled(directory: Path):
-    """A mean-pooled text classifier from plain transformers and safetensors (how a user reads a pooled run)."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import AutoModel
-
-    class _MeanPooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = AutoModel.from_pretrained(directory)
-            self.config = self.encoder.config
-            head = load_file(str(directory / "classifier.safetensors"))
-            self.classifier = torch.nn.Linear(head["weight"].shape[1], head["weight"].shape[0])
-            self.classifier.load_state_dict(head)
-
-        def forward(self, attention_mask: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
-            hidden = self.encoder(attention_mask=attention_mask, **inputs).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).float()
-            return self.classifier((hidden * mask).sum(1) / mask.sum(1))
-
-    return _MeanPooled()
+# What the plain libraries say when weights do not fit the model they build (transformers' load report, peft,
+# sentence-transformers, timm): a snippet that prints any of these loaded a different model than tl_toolkit saved.
+_WEIGHT_PROBLEMS = re.compile(r"missing|unexpected|newly initiali[sz]ed|not initiali[sz]ed|not used|mismatch", re.I)
 
 
-def plain_predictions(
-    backbone: str, model_dir: Path, inputs: list[str], strategy: str, max_length: int = 128
-) -> list[str]:
-    """Labels predicted by the plain libraries, without tl_toolkit."""
-    import torch
+def card_code(readme: Path) -> str:
+    """The Python code block of a model card or export README, exactly as a user copies it."""
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, f"{readme} shows {len(blocks)} Python blocks"
+    return blocks[0]
 
-    lora = strategy == "lora"
-    if backbone == "bert":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        base_dir = model_dir / "base" if lora else model_dir
-        pooled = (base_dir / "classifier.safetensors").is_file()
-        model = MeanPooled(base_dir) if pooled else AutoModelForSequenceClassification.from_pretrained(base_dir)
-        if lora:
-            from peft import PeftModel
+def run_card(readme: Path, inputs: list[str]) -> tuple[list[Any], Any]:
+    """Execute the card's code as written, then its ``predict`` on ``inputs``: (labels, scores).
 
-            model = PeftModel.from_pretrained(model, model_dir)
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        texts = Path(inputs[0]).read_text().splitlines()
-        with torch.no_grad():
-            out = model.eval()(**tokenizer(texts, padding=True, truncation=True, max_length=max_length,
-                                            return_tensors="pt"))
-        logits = out if pooled else out.logits
-        config = (model.get_base_model() if lora else model).config
-        return [config.id2label[i] for i in logits.argmax(-1).tolist()]
+    Fails when a library reports weights that are missing, unexpected or newly initialised while loading.
+    """
+    import contextlib
+    import io
+    import logging
+    import warnings
 
-    import timm
-    from PIL import Image
-    from timm.data import create_transform, resolve_data_config
+    records: list[str] = []
 
-    base_dir = model_dir / "base" if lora else model_dir
-    model = timm.create_model(f"local-dir:{base_dir}", pretrained=True)
-    if lora:
-        from peft import PeftModel
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
 
-        model = PeftModel.from_pretrained(model, model_dir)
-    base = model.get_base_model() if lora else model
-    transform = create_transform(**resolve_data_config({}, model=base))
-    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in inputs])
-    with torch.no_grad():
-        logits = model.eval()(batch)
-    names = json.loads((base_dir / "config.json").read_text())["label_names"]
-    return [names[i] for i in logits.argmax(-1).tolist()]
+    handler = _Collect(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    namespace: dict[str, Any] = {"__name__": "__card__"}
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out, \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            warnings.simplefilter("always")
+            exec(compile(card_code(readme), str(readme), "exec"), namespace)
+            labels, scores = namespace["predict"](inputs)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    said = [*records, *(str(w.message) for w in caught), out.getvalue(), err.getvalue()]
+    problems = [line for text in said for line in text.splitlines() if _WEIGHT_PROBLEMS.search(line)]
+    assert not problems, f"{readme}'s code loads weights that do not fit: {problems[:5]}"
+    return labels, scores
+
+
+def plain_predictions(model_dir: Path, inputs: list[str]) -> list[Any]:
+    """Labels from the model card's own code (``model_dir/README.md``), run without tl_toolkit.
+
+    ``inputs`` as ``tl predict`` takes them: one text file of sentences, or image files.
+    """
+    if len(inputs) == 1 and inputs[0].endswith(".txt"):
+        inputs = Path(inputs[0]).read_text(encoding="utf-8").splitlines()
+    return run_card(model_dir / "README.md", inputs)[0]
 
 
 def tiny_text_recipe(name: str, out: Path, model: Path, **train: object) -> dict:

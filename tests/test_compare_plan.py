@@ -54,7 +54,9 @@ def test_plan_counts_parameters_measures_steps_and_sees_the_cache(tiny_bert_dir:
     assert figures["trainable_params"] == config["hidden_size"] * 2 + 2  # the head: 2 labels
     assert figures["total_params"] > 100 * figures["trainable_params"]
     assert figures["feature_cache"] == "applies"
-    assert figures["measured_steps"] == 3 and figures["seconds_per_epoch"] > 0
+    assert figures["measured_steps"] == 2 and figures["batches_per_epoch"] == 3  # 48 examples, too few to warm up
+    low, high = figures["seconds_per_epoch_range"]
+    assert low <= figures["seconds_per_epoch"] <= high
     assert not (tmp_path / "run").exists()  # nothing trained, nothing written
     text = format_plan(figures)
     assert f"{figures['trainable_params']:,} of {figures['total_params']:,} train" in text
@@ -63,3 +65,35 @@ def test_plan_counts_parameters_measures_steps_and_sees_the_cache(tiny_bert_dir:
     full = plan(validate(recipe.model_dump(mode="json"), ["strategy.plugin=full"]), steps=1)
     assert full["trainable_params"] == full["total_params"]
     assert full["feature_cache"] == "does not apply: strategy 'full' trains the backbone"
+
+
+def test_plan_drives_the_engine_step_on_the_batches_the_epoch_draws(tiny_bert_dir: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tl_toolkit._train_step import TrainStep
+
+    shapes: list[tuple[int, ...]] = []
+    engine_step = TrainStep.__call__
+
+    def counted(self: TrainStep, batch: dict) -> tuple[float, bool]:
+        shapes.append(tuple(batch["input_ids"].shape))
+        return engine_step(self, batch)
+
+    monkeypatch.setattr(TrainStep, "__call__", counted)
+    recipe = validate(RECIPE, text_overrides(tiny_bert_dir, tmp_path / "run", n_train=160, n_eval=16))
+    figures = plan(recipe, steps=3)
+    assert len(shapes) == 5 and figures["warmup_steps"] == 2 and figures["measured_steps"] == 3
+    assert figures["batches_per_epoch"] == 10 and figures["size_unit"] == "padded tokens"
+    # The length-grouped sampler puts the longest example in the first batch, as the engine's first epoch does.
+    assert shapes[0][1] == max(s[1] for s in shapes) and len({s[1] for s in shapes}) > 1
+    assert "from 3 engine steps after 2 warm-up" in format_plan(figures)
+
+
+def test_plan_extrapolates_time_by_batch_size() -> None:
+    from tl_toolkit._plan import _extrapolate
+
+    # 0.5 s per batch plus 0.01 s per token, measured on three batches; an epoch of two batches.
+    estimate, low, high = _extrapolate([100, 200, 300], [1.5, 2.5, 3.5], [100.0, 400.0])
+    assert estimate == pytest.approx(1.5 + 4.5) and low == pytest.approx(estimate) == high
+    # Images: every batch the same size, time in proportion; noisy times widen the range.
+    estimate, low, high = _extrapolate([10, 10, 10, 10], [1.0, 1.2, 0.8, 1.0], [10.0] * 9 + [5.0])
+    assert estimate == pytest.approx(9.5) and low < estimate < high

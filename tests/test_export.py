@@ -56,7 +56,7 @@ def test_merged_export_loads_with_plain_library_and_predicts_like_tl_predict(lor
     expected = [row["label"] for row in predict(run, inputs)]
     assert len(expected) == N_EXAMPLES
     # strategy "full": the plain library alone, no peft wrapping.
-    assert plain_predictions(backbone, target, inputs, "full", max_length=64) == expected
+    assert plain_predictions(target, inputs) == expected
     meta = json.loads((target / "export.json").read_text())
     assert meta["merged_lora"] is True and meta["format"] == fmt
 

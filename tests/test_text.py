@@ -97,7 +97,7 @@ def test_pooled_run_saves_labels_and_plain_libraries_predict_the_same(tmp_path: 
     from tl_toolkit import predict
 
     ours = [row["label"] for row in predict(result.output_dir, [inputs])]
-    assert ours == plain_predictions("bert", model_dir, [str(inputs)], "full")
+    assert ours == plain_predictions(model_dir, [str(inputs)])
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
 from ._task_api import HEAD_KINDS, TaskPlugin
+from ._usage import Usage
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "Task",
     "TaskPlugin",
     "TrainConfig",
+    "Usage",
     "UserError",
     "__version__",
     "block_index",

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                        "feature-cache use, and offline availability of every file.")
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    p.add_argument("--steps", type=int, default=3, help="training steps to measure (default 3)")
+    p.add_argument("--steps", type=int, default=8, help="training steps to measure, after 2 of warm-up (default 8)")
 
     p = sub.add_parser("validate", help="check a recipe without training",
                        description="Check a recipe's schema, plugin names and files; print every problem.")

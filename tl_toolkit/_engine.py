@@ -9,7 +9,6 @@ story of a run around it: train an epoch, evaluate, log, checkpoint.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
 from ._gradient_watch import GradientWatch
-from ._performance import make_optimizer, prepare_for_training
 from ._trackers import tracker_config, tracker_values
+from ._train_step import prepare_training
 
 if TYPE_CHECKING:
     import datasets
@@ -163,36 +162,16 @@ def fit(
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
     """
-    from transformers import get_scheduler
-
     if task is None:
         from ._tasks import make_task
 
         task = make_task(recipe.data, recipe.train)
 
     cfg = recipe.train
-    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
-    eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
-    prepare_for_training(model, cfg.gradient_checkpointing, strategy)
-    optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
-    if not optimizer.param_groups:
-        raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
-    for group in optimizer.param_groups:  # layer-wise learning rates: a group may scale train.lr
-        group["lr"] = cfg.lr * group.pop("lr_scale", 1.0)
-
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
-    total_steps = steps_per_epoch * cfg.epochs
-    # The prepared scheduler steps once per process for each optimizer step, as accelerate's examples do.
-    scheduler = get_scheduler(
-        cfg.scheduler,
-        optimizer,
-        num_warmup_steps=int(cfg.warmup_ratio * total_steps) * accelerator.num_processes,
-        num_training_steps=total_steps * accelerator.num_processes,
-    )
-    scheduler = accelerator.prepare(scheduler)
-    # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
-    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    # The loaders, optimizer and scheduler, and the step that trains one batch (shared with tl plan).
+    training = prepare_training(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, task)
+    model, scheduler = training.model, training.scheduler
+    train_loader, eval_loader, train_step = training.train_loader, training.eval_loader, training.step
 
     checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg, task.metric_goals)
     state = (checkpoints.resume() if resume else None) or TrainState()
@@ -212,6 +191,8 @@ def fit(
         accelerator.init_trackers(recipe.name, config=tracker_config(recipe))
     progress = _Progress(accelerator, quiet)
     watch = GradientWatch(accelerator.unwrap_model(model))
+    # Adapters that get exactly zero gradient in the first steps are named (the watch ends by itself).
+    train_step.on_gradients = lambda: _warn_stuck(accelerator, recipe, watch.after_backward())
     outputs: dict[str, Any] = {}
     evaluated = False
     history = state.history
@@ -227,27 +208,7 @@ def fit(
         started = epoch_started = time.perf_counter()
         progress.start(epoch, cfg.epochs, len(train_loader), accelerator.num_processes)
         for batch in loader:
-            with accelerator.accumulate(model):
-                batch = backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
-                logits = backbone.forward(model, batch)
-                loss = task.loss(logits, batch["labels"])
-                extra = strategy.extra_loss(model, batch, logits)
-                if extra is not None:
-                    loss = loss + extra
-                accelerator.backward(loss)
-                # The step's one wait for the device: the backward pass is already queued behind it.
-                value, finite = _loss_and_finite(accelerator, loss)
-                if finite:
-                    if accelerator.sync_gradients and watch.active:
-                        _warn_stuck(accelerator, recipe, watch.after_backward())
-                    if accelerator.sync_gradients and cfg.max_grad_norm:
-                        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                else:  # no update: drop this batch's gradients and those accumulated with it
-                    for param in trainable:
-                        param.grad = None
-                optimizer.zero_grad(set_to_none=True)
+            value, finite = train_step(batch)
             state.batch += 1
             if finite:
                 state.window_loss, state.window_batches = state.window_loss + value, state.window_batches + 1

@@ -77,10 +77,25 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
             "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merged,
             "label_names": loaded.label_names, **report}
     (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _write_readme(tmp, target, backbone, fmt, loaded.label_names, loaded.backbone.data.task, meta)
     if target.exists():
         target.rmdir()  # empty, checked above
     tmp.rename(target)
     return target
+
+
+def _write_readme(tmp: Path, target: Path, backbone: Backbone, fmt: str, label_names: list[str], problem_type: str,
+                  meta: dict[str, Any]) -> None:
+    """``README.md`` of an export: what it is, and the backbone's tested snippet that loads it (at ``target``)."""
+    from ._usage import usage_markdown
+
+    usage = backbone.usage(tmp, Task(label_names, problem_type), fmt)
+    lines = [f"# {Path(meta['run']).name}: {fmt} export", "",
+             f"Exported by `tl export` from the run `{meta['run']}` (strategy {meta['strategy']}"
+             f"{', LoRA merged' if meta['merged_lora'] else ''}); labels: {', '.join(label_names[:20])}"
+             f"{', ...' if len(label_names) > 20 else ''}. `export.json` records the details.", "",
+             *usage_markdown(usage, target, problem_type)]
+    (tmp / "README.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
 
 
 def export_onnx(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError
+from ._usage import usage_markdown
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from ._recipe import Recipe
     from ._task_api import TaskPlugin
 
-__all__ = ["MANIFEST", "build_manifest", "read_manifest", "weights_sha256", "write_model_card"]
+__all__ = ["MANIFEST", "build_manifest", "read_manifest", "usage_section", "weights_sha256", "write_model_card"]
 
 MANIFEST = "manifest.json"
 _LIBRARIES = ("tl-toolkit", "torch", "transformers", "timm", "peft", "accelerate", "datasets", "safetensors")
@@ -145,23 +146,24 @@ _CARD_METRICS = {"accuracy": ("accuracy", "accuracy"), "f1": ("f1", "entity F1")
                  "mse": ("mse", "MSE"), "pearson": ("pearsonr", "Pearson"), "spearman": ("spearmanr", "Spearman")}
 
 
-def _usage(library: str, model_dir: Path, backbone: Backbone) -> list[str]:
-    if library == "transformers":
-        auto = _auto_class(model_dir)
-        code = [f"from transformers import {auto}, AutoTokenizer", "",
-                f'model = {auto}.from_pretrained("{model_dir}")',
-                f'tokenizer = AutoTokenizer.from_pretrained("{model_dir}")']
-    elif library == "timm":
-        code = ["import timm", "", f'model = timm.create_model("local-dir:{model_dir}", pretrained=True)',
-                "config = timm.data.resolve_data_config({}, model=model)",
-                "transform = timm.data.create_transform(**config)"]
-    elif library == "peft":
-        fmt = backbone.export_formats[0] if backbone.export_formats else "FORMAT"
-        code = ["# LoRA adapter and head in peft's format, on the base model saved in base/.",
-                f"# `tl export {model_dir.parent} --format {fmt} --merge-lora` writes a plain model without peft."]
-    else:
-        return []
-    return ["```python", *code, "```", ""]
+def usage_section(model_dir: Path, backbone: Backbone, label_names: list[str], head: str) -> tuple[str, list[str]]:
+    """The library that loads ``model_dir`` plainly, and the Markdown of its tested usage snippet.
+
+    A run whose strategy saved peft adapters holds the backbone's own save in
+    ``base/``: the snippet loads that, then the adapters from ``model_dir``.
+    """
+    from ._plugin_api import Task
+
+    adapters = (model_dir / "adapter_config.json").is_file()
+    saved = model_dir / "base" if adapters else model_dir
+    usage = backbone.usage(saved, Task(label_names, head))
+    library = "peft" if adapters else (usage.library if usage else backbone.library)
+    if usage is None and library == "transformers":  # no tested snippet: the Auto class of the saved architecture
+        auto = _auto_class(saved)
+        return library, ["```python", f"from transformers import {auto}, AutoTokenizer", "",
+                         f'model = {auto}.from_pretrained("{saved}")',
+                         f'tokenizer = AutoTokenizer.from_pretrained("{saved}")', "```", ""]
+    return library, usage_markdown(usage, saved, head, model_dir if adapters else None)
 
 
 def _auto_class(model_dir: Path) -> str:
@@ -184,7 +186,8 @@ def write_model_card(
     """
     from huggingface_hub import ModelCard
 
-    library = "peft" if (model_dir / "adapter_config.json").is_file() else backbone.library
+    head = task.head if task else recipe.data.task
+    library, usage = usage_section(model_dir, backbone, summary["label_names"], head)
     tag = task.pipeline_tag(backbone.modality) if task else _PIPELINE_TAGS.get(backbone.modality, "classification")
 
     ev = summary["eval"]
@@ -203,7 +206,7 @@ def write_model_card(
     if summary.get("source"):
         body += [f"Transferred from the source run `{Path(summary['source']).parent}`.", ""]
     body += ["## Usage", "", f"```console\ntl predict {model_dir.parent} INPUT...\n```", ""]
-    body += _usage(library, model_dir, backbone)
+    body += usage
     body += ["## Training recipe", "", "```yaml", recipe.to_yaml().rstrip(), "```", "",
              "## Reproducibility", "", f"`tl run --from-manifest {model_dir}` re-runs this recipe "
              "(add `output_dir=...` to keep this run). The manifest:", "",

@@ -2,88 +2,179 @@
 
 Builds the model and applies the strategy as ``tl run`` would, then reports
 trainable and total parameters, whether the feature cache applies, whether
-every model and data file is available offline, and, from a few measured
-training steps on real batches, the peak memory and the time per epoch on
-this machine.
+every model and data file is available offline, and the peak memory and the
+time per epoch on this machine: the engine's own training step runs on the
+first batches of the epoch as its sampler draws them, and the measured times,
+fitted against each batch's padded tokens (text) or pixels (images), are
+summed over every batch of the epoch, with a range for the measurements' noise.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ._errors import UserError
-from ._performance import make_optimizer, prepare_for_training
 from ._recipe import Recipe
 from ._registry import registry
 
 __all__ = ["plan"]
 
 
-def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
+def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
     """Measure ``recipe`` without training it; returns the figures :func:`format_plan` prints.
+
+    The engine's own set-up and step (:mod:`._train_step`) train ``warmup`` +
+    ``steps`` batches drawn as the first epoch draws them (length grouping,
+    seeded sampler); the ``steps`` measured ones fit time = a + b * size, size
+    being a batch's largest input (padded tokens, or pixels), and the fit is
+    summed over every batch of the epoch.
 
     Raises:
         UserError: a model or data file is missing (offline), or the recipe cannot run.
     """
     import torch
+    from accelerate.utils import set_seed
 
     from ._data import load_task_data
+    from ._engine import make_accelerator
     from ._feature_cache import cache_blocker
     from ._memory import peak_memory
     from ._plugin_api import Task
     from ._tasks import make_task
+    from ._train_step import prepare_training
 
+    accelerator = make_accelerator(recipe)
+    set_seed(recipe.seed)
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
     strategy = registry.get("strategy", recipe.strategy.plugin)(recipe.strategy.options)
     task = make_task(recipe.data, recipe.train)
     data = load_task_data(recipe.data, backbone.modality, recipe.seed, task)
     task.setup(data.label_names, data.train["labels"])
-    if recipe.backbone.init_from:
-        raise UserError("backbone.init_from: tl plan measures a recipe's own model; plan the source run first, "
-                        "then this one with init_from set to its finished directory")
-    model = backbone.build(Task(data.label_names, task.head))
+    model = backbone.build(Task(data.label_names, task.head), _source(recipe) if recipe.backbone.init_from else None)
     total = sum(p.numel() for p in model.parameters())
     model = strategy.apply(model, backbone)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     blocker = cache_blocker(recipe, backbone, strategy, model)
-    recomputes = prepare_for_training(model, recipe.train.gradient_checkpointing, strategy)
+    train_ds = task.prepare(backbone, data.train, train=True)
+    eval_ds = task.prepare(backbone, data.eval.select(range(min(len(data.eval), recipe.train.batch_size))),
+                           train=False)
+    set_seed(recipe.seed)
+    training = prepare_training(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, task)
+    recomputes = training.recomputes
 
-    bs = recipe.train.batch_size
-    sample = task.prepare(backbone, data.train.select(range(min(len(data.train), (steps + 1) * bs))), train=True)
-    batches = [backbone.collate([sample[j] for j in range(i, min(i + bs, len(sample)))])
-               for i in range(0, len(sample), bs)]
-    optimizer = make_optimizer(strategy.parameter_groups(model, recipe.train.weight_decay), recipe.train.lr,
-                               torch.device("cpu"))
-    strategy.on_epoch_start(model, 0, recipe.train.epochs)
-    model.train()
-    strategy.train_mode(model)
+    loader = training.train_loader
+    loader.set_epoch(0)
+    unwrapped = accelerator.unwrap_model(training.model)
+    strategy.on_epoch_start(unwrapped, 0, recipe.train.epochs)
+    training.model.train()
+    strategy.train_mode(unwrapped)
+    backbone.train_mode(unwrapped)
+    warmup = warmup if len(loader) > warmup + 1 else 0
+    sizes: list[int] = []
+    examples: list[int] = []
     seconds: list[float] = []
     with peak_memory() as peak:
-        for batch in batches:
+        started = time.perf_counter()
+        for i, batch in enumerate(loader):  # each batch's time includes drawing it, as in the engine's epoch
+            if i >= warmup + steps:
+                break
+            training.step(batch)
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if i >= warmup:
+                sizes.append(_batch_size(batch))
+                examples.append(_examples(batch))
+                seconds.append(time.perf_counter() - started)
             started = time.perf_counter()
-            logits = backbone.forward(model, batch)
-            loss = task.loss(logits, batch["labels"])
-            extra = strategy.extra_loss(model, batch, logits)
-            (loss if extra is None else loss + extra).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            seconds.append(time.perf_counter() - started)
-    step = sum(seconds[1:]) / max(len(seconds) - 1, 1) if len(seconds) > 1 else seconds[0]
-    per_epoch = step * math.ceil(len(data.train) / bs)
+    per_example = sizes[0] / examples[0] if sizes else 1.0
+    epoch_sizes = _epoch_sizes(recipe, backbone, train_ds, per_example)
+    estimate, low, high = _extrapolate(sizes, seconds, epoch_sizes)
     return {
         "recipe": recipe.name, "backbone": backbone.describe(), "strategy": recipe.strategy.plugin,
         "trainable_params": trainable, "total_params": total,
         "train_examples": len(data.train), "eval_examples": len(data.eval),
         "feature_cache": "applies" if blocker is None else f"does not apply: {blocker}",
         "gradient_checkpointing": recomputes,
-        "offline": _offline_files(recipe), "measured_steps": len(seconds), "seconds_per_step": step,
-        "seconds_per_epoch": per_epoch, "epochs": recipe.train.epochs,
+        "offline": _offline_files(recipe), "measured_steps": len(seconds), "warmup_steps": warmup,
+        "seconds_per_step": sum(seconds) / max(len(seconds), 1), "batches_per_epoch": len(epoch_sizes),
+        "size_unit": "padded tokens" if backbone.lengths(train_ds) is not None else "inputs x pixels",
+        "seconds_per_epoch": estimate, "seconds_per_epoch_range": [low, high], "epochs": recipe.train.epochs,
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
     }
+
+
+def _source(recipe: Recipe) -> Any:
+    """The finished source run of ``backbone.init_from`` (tl plan trains nothing, so it must be finished)."""
+    from ._pipeline import _load_source, resolve_run_dir
+    from ._validate import validate
+
+    path = Path(recipe.backbone.init_from or "")
+    if path.suffix in (".yaml", ".yml"):
+        run_dir = validate(path).output_path
+        if not (run_dir / "summary.json").is_file():
+            raise UserError(f"backbone.init_from: the source recipe {path} has no finished run in {run_dir}; "
+                            f"tl plan trains nothing: run `tl run {path}` first, or plan the source recipe itself")
+        path = run_dir
+    return _load_source(resolve_run_dir(path), recipe)
+
+
+def _batch_size(batch: dict[str, Any]) -> int:
+    """The size of a batch's largest input: padded tokens for text, values (pixels) for images."""
+    return max(int(v.numel()) for k, v in batch.items() if k != "labels" and hasattr(v, "numel"))
+
+
+def _examples(batch: dict[str, Any]) -> int:
+    return int(batch["labels"].shape[0])
+
+
+def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: float) -> list[float]:
+    """The size of every batch of the first epoch, in the order the engine's sampler draws them.
+
+    With lengths (text): each batch is padded to its longest example; without, every example has ``per_example``.
+    """
+    import torch
+
+    bs = recipe.train.batch_size
+    lengths = backbone.lengths(train_ds)
+    n = len(train_ds)
+    if lengths is None:
+        return [per_example * min(bs, n - i) for i in range(0, n, bs)]
+    if recipe.train.group_by_length:
+        from ._sampling import LengthGroupedSampler
+
+        sampler = LengthGroupedSampler(lengths, bs, recipe.seed)
+        sampler.set_epoch(0)
+        order = list(sampler)
+    else:  # a shuffled order: any draw pads alike on average
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(recipe.seed)).tolist()
+    return [float(len(chunk) * max(lengths[j] for j in chunk))
+            for chunk in (order[i:i + bs] for i in range(0, n, bs))]
+
+
+def _extrapolate(sizes: list[int], seconds: list[float], epoch_sizes: list[float]) -> tuple[float, float, float]:
+    """Seconds for the epoch from the measured batches, with a range that covers the measurements' spread.
+
+    Time = a + b * size by least squares (or b * size when the sizes do not vary, e.g. images); the range
+    is the estimate scaled by the mean ratio of measured to fitted time -/+ twice its standard error.
+    """
+    n = len(sizes)
+    if n == 0:
+        return 0.0, 0.0, 0.0
+    mean_x, mean_t = sum(sizes) / n, sum(seconds) / n
+    var_x = sum((x - mean_x) ** 2 for x in sizes)
+    b = sum((x - mean_x) * (t - mean_t) for x, t in zip(sizes, seconds, strict=True)) / var_x if var_x else 0.0
+    a = mean_t - b * mean_x
+    if var_x == 0 or b <= 0 or a < 0:  # no spread, or noise that inverts the slope: time in proportion to size
+        a, b = 0.0, mean_t / mean_x
+    estimate = sum(a + b * x for x in epoch_sizes)
+    ratios = [t / (a + b * x) for x, t in zip(sizes, seconds, strict=True)]
+    mean_r = sum(ratios) / n
+    spread = (sum((r - mean_r) ** 2 for r in ratios) / (n - 1)) ** 0.5 if n > 1 else 0.5
+    half = 2 * spread / n ** 0.5
+    return estimate, estimate * max(mean_r - half, 0.0), estimate * (mean_r + half)
 
 
 def _offline_files(recipe: Recipe) -> list[str]:
@@ -107,19 +198,22 @@ def _offline_files(recipe: Recipe) -> list[str]:
 def format_plan(figures: dict[str, Any]) -> str:
     """The plan as the lines ``tl plan`` prints."""
     f = figures
+    low, high = f["seconds_per_epoch_range"]
     share = 100 * f["trainable_params"] / max(f["total_params"], 1)
     mem = "GPU allocator" if f["memory_device"] == "cuda" else "resident set added, CPU"
     lines = [
         f"{f['recipe']}: {f['backbone']} + {f['strategy']}, {f['train_examples']} train / {f['eval_examples']} eval",
         f"parameters:   {f['trainable_params']:,} of {f['total_params']:,} train ({share:.2f}%)",
-        f"time:         {f['seconds_per_step']:.3f} s per step (mean of {f['measured_steps'] - 1 or 1} measured), "
-        f"~{f['seconds_per_epoch']:.0f} s per epoch, ~{f['seconds_per_epoch'] * f['epochs']:.0f} s for "
-        f"{f['epochs']} epochs",
+        f"time:         ~{f['seconds_per_epoch']:.0f} s per epoch of training (range {low:.0f}-{high:.0f} s), "
+        f"~{f['seconds_per_epoch'] * f['epochs']:.0f} s for {f['epochs']} epochs, evaluation not included",
+        f"              from {f['measured_steps']} engine steps after {f['warmup_steps']} warm-up "
+        f"({f['seconds_per_step']:.3f} s each on average), fitted to {f['size_unit']} over "
+        f"{f['batches_per_epoch']} batches",
         f"peak memory:  ~{f['peak_memory_mib']:.0f} MiB during those steps ({mem}), activations "
         f"{'recomputed' if f['gradient_checkpointing'] else 'kept'} for the backward pass",
         f"feature cache: {f['feature_cache']}",
         "files:", *(f"  {line}" for line in f["offline"]),
     ]
     if f["feature_cache"] == "applies":
-        lines.insert(3, "              (with the feature cache, only the first epoch runs the backbone)")
+        lines.insert(4, "              (with the feature cache, only the first epoch runs the backbone)")
     return "\n".join(lines)

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ._recipe import BackboneConfig, DataConfig
+    from ._usage import Usage
 
 __all__ = ["HEAD_KINDS", "PLUGIN_API_VERSION", "TASK_KINDS", "Backbone", "SourceModel", "Strategy", "Task", "check_plugin"]
 
@@ -194,6 +195,26 @@ class Backbone(ABC):
         from ._errors import UserError
 
         raise UserError(f"--format: backbone {self.plugin_name!r} cannot export to {fmt!r}")
+
+    def usage(self, model_dir: Path, task: Task, fmt: str | None = None) -> Usage | None:
+        """How a plain library loads ``model_dir``, for the model card and the export README.
+
+        ``fmt`` None: ``model_dir`` is what :meth:`save` wrote (a run's model);
+        otherwise what :meth:`export` wrote in format ``fmt``. The returned
+        :class:`tl_toolkit.Usage` becomes the code block shown to users (the
+        core adds peft adapters and the task's activation); the project's
+        tests execute that block and compare it with ``tl predict``. None
+        (the default) shows no code.
+        """
+        return None
+
+    def adapters_load_plainly(self, model: nn.Module) -> bool:
+        """Whether plain peft loads adapters onto the model :meth:`save` writes (default: True).
+
+        When False (e.g. the plain library builds the model itself from a
+        layout peft cannot wrap), adapter strategies save ``model`` merged.
+        """
+        return True
 
     def train_mode(self, model: nn.Module) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called after the strategy's ``train_mode`` at each epoch: e.g. keep BatchNorm statistics frozen."""

@@ -1,0 +1,120 @@
+"""The engine's training step and its set-up, shared by ``fit`` and ``tl plan``.
+
+:func:`prepare_training` builds what a run trains with (loaders with length
+grouping and the seeded sampler, the optimizer with the strategy's groups, the
+scheduler, everything through ``accelerator.prepare``); :class:`TrainStep` is
+one batch of training: batch augmentation, forward, the task's loss plus the
+strategy's term, backward, clipping, optimizer and scheduler step. ``tl plan``
+times exactly these on the batches the first epoch would draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._errors import UserError
+from ._performance import make_optimizer, prepare_for_training
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+    from accelerate import Accelerator
+    from torch import nn
+
+    from ._plugin_api import Backbone, Strategy
+    from ._recipe import Recipe
+    from ._task_api import TaskPlugin
+
+__all__ = ["TrainStep", "Training", "prepare_training"]
+
+
+class TrainStep:
+    """One training batch through the engine: ``value, finite = step(batch)``."""
+
+    def __init__(self, accelerator: Accelerator, model: nn.Module, backbone: Backbone, strategy: Strategy,
+                 objective: TaskPlugin, optimizer: Any, scheduler: Any, max_grad_norm: float | None) -> None:
+        self.accelerator, self.model, self.backbone, self.strategy = accelerator, model, backbone, strategy
+        self.objective, self.optimizer, self.scheduler, self.max_grad_norm = objective, optimizer, scheduler, max_grad_norm
+        # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
+        self.trainable = [p for group in optimizer.param_groups for p in group["params"]]
+        self.on_gradients: Callable[[], None] | None = None  # called with each step's gradients, before clipping
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
+        """Train on ``batch`` (an optimizer step when accumulation is complete); the loss and whether it is finite."""
+        from ._engine import _loss_and_finite
+
+        accelerator = self.accelerator
+        with accelerator.accumulate(self.model):
+            batch = self.backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
+            logits = self.backbone.forward(self.model, batch)
+            loss = self.objective.loss(logits, batch["labels"])
+            extra = self.strategy.extra_loss(self.model, batch, logits)
+            if extra is not None:
+                loss = loss + extra
+            accelerator.backward(loss)
+            # The step's one wait for the device: the backward pass is already queued behind it.
+            value, finite = _loss_and_finite(accelerator, loss)
+            if finite:
+                if accelerator.sync_gradients and self.on_gradients is not None:
+                    self.on_gradients()
+                if accelerator.sync_gradients and self.max_grad_norm:
+                    accelerator.clip_grad_norm_(self.trainable, self.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+            else:  # no update: drop this batch's gradients and those accumulated with it
+                for param in self.trainable:
+                    param.grad = None
+            self.optimizer.zero_grad(set_to_none=True)
+        return value, finite
+
+
+@dataclass
+class Training:
+    """What :func:`prepare_training` sets up, prepared by accelerate."""
+
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    eval_loader: Any
+    step: TrainStep
+    recomputes: bool  # activations recomputed in the backward pass (train.gradient_checkpointing)
+
+
+def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, model: nn.Module,
+                     train_ds: datasets.Dataset, eval_ds: datasets.Dataset, accelerator: Accelerator,
+                     objective: TaskPlugin) -> Training:
+    """Loaders, optimizer and scheduler of a run, prepared by ``accelerator``, and its :class:`TrainStep`.
+
+    Raises:
+        UserError: the strategy left no trainable parameters.
+    """
+    from transformers import get_scheduler
+
+    from ._engine import _loader
+
+    cfg = recipe.train
+    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
+    eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
+    recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy)
+    optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
+    if not optimizer.param_groups:
+        raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
+    for group in optimizer.param_groups:  # layer-wise learning rates: a group may scale train.lr
+        group["lr"] = cfg.lr * group.pop("lr_scale", 1.0)
+
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    total_steps = math.ceil(len(train_loader) / cfg.grad_accum_steps) * cfg.epochs
+    # The prepared scheduler steps once per process for each optimizer step, as accelerate's examples do.
+    scheduler = get_scheduler(
+        cfg.scheduler,
+        optimizer,
+        num_warmup_steps=int(cfg.warmup_ratio * total_steps) * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+    step = TrainStep(accelerator, model, backbone, strategy, objective, optimizer, scheduler, cfg.max_grad_norm)
+    return Training(model, optimizer, scheduler, train_loader, eval_loader, step, recomputes)
