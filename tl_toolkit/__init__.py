@@ -12,6 +12,7 @@ from ._errors import DataError, PluginError, RecipeError, UserError
 from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
+from ._pretrain import PretrainContext
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
 from ._weights import read_state_dict
 
@@ -29,6 +30,7 @@ __all__ = [
     "DataError",
     "FinetuneResult",
     "PluginError",
+    "PretrainContext",
     "Recipe",
     "RecipeError",
     "SourceModel",

@@ -171,7 +171,10 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     if accelerator.is_main_process:  # written once data and model are known good: a bad input changes nothing
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
     from ._feature_cache import use_cached_features
+    from ._pretrain import run_pretrain
 
+    pretrained, fit_recipe = run_pretrain(recipe, backbone, strategy, model, train_ds, task, out, accelerator, resume,
+                                          quiet)
     cached = use_cached_features(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, quiet)
     # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
     # and augmentation must not depend on whether the source run was trained in this process.
@@ -179,7 +182,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     from ._metrics import Objective
 
     objective = Objective.for_run(recipe, task.label_names, data.train["labels"])
-    result = fit(recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
+    result = fit(fit_recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
                  objective)
 
     summary: dict[str, Any] = {
@@ -187,7 +190,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "eval": result.eval,
         "trainable_params": trainable_params,
         "total_params": total_params,
-        "train_seconds": round(result.train_seconds, 3),
+        "train_seconds": round(result.train_seconds + (pretrained or {}).get("seconds", 0.0), 3),
         "epochs": recipe.train.epochs,
         "num_train_examples": len(data.train),
         "num_eval_examples": len(data.eval),
@@ -197,6 +200,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "source": str(source_dir) if source_dir else None,
         "feature_cache": cached.summary,
     }
+    if pretrained:
+        summary["pretrain"] = pretrained
     if result.best_checkpoint:
         summary["best_checkpoint"] = result.best_checkpoint
     if accelerator.is_main_process:
