@@ -45,10 +45,10 @@ class ContrastiveOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    passes: int = Field(12, ge=1, description="pair-stage budget: how often each example is encoded (cost linear "
+    passes: int = Field(16, ge=1, description="pair-stage budget: how often each example is encoded (cost linear "
                         "in the examples)")
-    batch_size: int | None = Field(None, ge=2, description="examples per pair batch, split evenly over the "
-                                   "classes; null: train.batch_size")
+    batch_size: int = Field(32, ge=2, description="examples per pair batch, split evenly over the classes; every "
+                            "pair inside a batch trains")
     lr: float = Field(2.0e-5, gt=0, description="learning rate of the pair stage (the head has its own)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="pair stage: linear warm-up, then linear decay")
     head: Literal["logistic", "linear"] = Field(
@@ -107,7 +107,7 @@ class ContrastiveStrategy(Strategy):
         heads = tuple(f"{h}." for h in self.heads)
         body = [p for n, p in model.named_parameters() if not n.startswith(heads)]
         labels = list(context.train["labels"])
-        batch_size = opts.batch_size or recipe.train.batch_size
+        batch_size = opts.batch_size
         world, rank = acc.num_processes, acc.process_index
         steps = -(-stage_steps(len(labels), batch_size, opts.passes) // world)  # each process its own batches
         batches = balanced_batches(labels, batch_size, steps * world, recipe.seed)

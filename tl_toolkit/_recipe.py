@@ -159,6 +159,9 @@ class CompareConfig(_Section):
         "example); each strategy runs at each size and seed. Empty: one run per strategy on the recipe's data"
     )
     seeds: list[int] = Field(default_factory=list, description="with train_sizes: the seeds; empty: the recipe's seed")
+    train: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="train settings per strategy over the train section, e.g. {lora: {lr: 5.0e-4}}"
+    )
 
     @field_validator("train_sizes")
     @classmethod

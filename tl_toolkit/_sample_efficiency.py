@@ -122,6 +122,7 @@ def _grid_recipe(recipe: Recipe, name: str, size: int | str, seed: int, out: Pat
     data = recipe.model_dump(mode="json")
     data["seed"] = seed
     data["data"]["max_train_per_class"] = None if size == ALL else size
+    data["train"].update(recipe.compare.train.get(name, {}))
     base = Recipe.model_validate(data)
     label = f"{recipe.name}-{size}pc-s{seed}"
     if name == SCRATCH:
