@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_toolkit import Backbone, Strategy, UserError
+from tl_toolkit import Backbone, Strategy, Task, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -82,6 +82,15 @@ class ContrastiveStrategy(Strategy):
 
     def loop_epochs(self, epochs: int) -> int:
         return 0 if self.settings.head == "logistic" else epochs
+
+    def pretrain_plan(self, num_examples: int, task: Task) -> str | None:
+        from tl_toolkit_plugins.contrastive_pairs import stage_steps
+
+        opts = self.settings
+        per_class = max(2, opts.batch_size // max(task.num_labels, 1))
+        return (f"contrastive pairs: {stage_steps(num_examples, opts.batch_size, opts.passes)} steps of up to "
+                f"{per_class * task.num_labels} examples ({opts.passes} passes over {num_examples}), then a "
+                f"{'logistic-regression' if opts.head == 'logistic' else 'linear'} head")
 
     def pretrain(self, context: PretrainContext) -> dict[str, Any] | None:
         if context.task.problem_type != "classification":

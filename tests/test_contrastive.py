@@ -11,7 +11,7 @@ from conftest import SST2
 from tl_toolkit_plugins import contrastive_pairs
 from tl_toolkit_plugins.contrastive_pairs import balanced_batches, cosine_pair_loss, stage_steps
 
-from tl_toolkit import UserError, finetune, load_model_dir
+from tl_toolkit import UserError, finetune, load_model_dir, load_recipe
 
 
 @pytest.fixture(autouse=True)
@@ -122,3 +122,11 @@ def test_refused_where_it_does_not_apply(tiny_bert_dir: Path, tmp_path: Path, ch
         recipe["data"]["max_train_samples"] = 16
     with pytest.raises(UserError, match=words):
         finetune(recipe, quiet=True)
+
+
+def test_plan_names_the_pair_stage(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from tl_toolkit._plan import format_plan, plan
+
+    text = format_plan(plan(load_recipe(_recipe(tiny_bert_dir, tmp_path / "plan")), steps=1))
+    assert "first stage:  contrastive pairs: 12 steps of up to 8 examples (6 passes over 16)" in text
+    assert "the engine's loop runs no epoch" in text

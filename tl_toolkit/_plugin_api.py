@@ -299,6 +299,10 @@ class Strategy(ABC):
         """
         return None
 
+    def pretrain_plan(self, num_examples: int, task: Task) -> str | None:
+        """What :meth:`pretrain` will do for ``num_examples`` training examples, in a line for ``tl plan``; None: nothing."""
+        return None
+
     def loop_epochs(self, epochs: int) -> int:
         """How many of ``train.epochs`` the engine's loop runs (0: the strategy's stage did all the training)."""
         return epochs
