@@ -189,7 +189,7 @@ def write_comparison(root: Path, recipe: Recipe, runs: list[GridRun], wall_secon
     lines = [
         f"# Sample efficiency: {recipe.name}", "",
         f"Each size draws that many training examples per class with each seed ({', '.join(map(str, seeds))}); "
-        f"every strategy trains on the same examples and is evaluated on the same {eval_examples} eval examples. "
+        f"every strategy trains on the same examples and is evaluated on {eval_examples} eval examples. "
         f"Mean ± standard deviation over seeds; {len(runs)} runs in {wall_seconds / 60:.1f} min.", "",
         *winners(rows), "",
         "| strategy | examples per class | accuracy | macro-F1 | train seconds (mean) |",
