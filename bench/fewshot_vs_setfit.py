@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: CPU seconds of this process, for a machine shared with other jobs")
     parser.add_argument("--no-write", action="store_true", help="print only; no bench/results file")
+    parser.add_argument("--only", choices=["contrastive", "setfit"], help="run one contender only")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -126,6 +127,7 @@ def main() -> None:
                               ("setfit", lambda f=train_file, s=seed: run_setfit(f, s, Path(tmp) / "sf", clock))]
                 if seed % 2:  # alternate who goes first: neither always inherits the other's warm caches
                     contenders.reverse()
+                contenders = [c for c in contenders if args.only in (None, c[0])]
                 for name, run in contenders:
                     figures = run()
                     runs.append({"size": size, "seed": seed, "contender": name, **figures})
@@ -136,6 +138,8 @@ def main() -> None:
     for size in sizes:
         for name in ("contrastive", "setfit"):
             mine = [r for r in runs if r["size"] == size and r["contender"] == name]
+            if not mine:
+                continue
             mean = statistics.fmean(r["accuracy"] for r in mine)
             total = sum(r["train_seconds"] for r in mine)
             summary.append({"size": size, "contender": name, "accuracy_mean": mean, "train_seconds_total": total,

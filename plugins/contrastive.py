@@ -47,7 +47,7 @@ class ContrastiveOptions(BaseModel):
 
     passes: int = Field(16, ge=1, description="pair-stage budget: how often each example is encoded (cost linear "
                         "in the examples)")
-    batch_size: int = Field(32, ge=2, description="examples per pair batch, split evenly over the classes; every "
+    batch_size: int = Field(16, ge=2, description="examples per pair batch, split evenly over the classes; every "
                             "pair inside a batch trains")
     lr: float = Field(2.0e-5, gt=0, description="learning rate of the pair stage (the head has its own)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="pair stage: linear warm-up, then linear decay")
@@ -171,6 +171,7 @@ class ContrastiveStrategy(Strategy):
 
     def _fit_logistic(self, context: PretrainContext) -> str:
         """Fit scikit-learn's logistic regression on the train embeddings; copy it into the linear head."""
+        import numpy as np
         import torch
         from sklearn.linear_model import LogisticRegression
         from torch import nn
@@ -187,10 +188,13 @@ class ContrastiveStrategy(Strategy):
             raise UserError("strategy.options.head: 'logistic' needs one linear head on the pooled embeddings, and "
                             f"this model's head is {self.heads}; set strategy.options.head: linear")
         labels = list(context.train["labels"])
-        fitted = LogisticRegression(C=self.settings.c, max_iter=1000).fit(features, labels)
+        # Fitted on embeddings scaled to unit mean length, so that C regularises alike whatever the encoder's
+        # scale (sentence-transformers fit theirs on unit-length embeddings); the scale folds into the weights.
+        scale = float(np.linalg.norm(features, axis=1).mean()) or 1.0
+        fitted = LogisticRegression(C=self.settings.c, max_iter=1000).fit(features / scale, labels)
         weight = torch.zeros_like(head.weight, device="cpu")
         bias = torch.full_like(head.bias, -1e4, device="cpu")  # a class absent from training is never predicted
-        coef, intercept = torch.as_tensor(fitted.coef_), torch.as_tensor(fitted.intercept_)
+        coef, intercept = torch.as_tensor(fitted.coef_ / scale), torch.as_tensor(fitted.intercept_)
         if len(fitted.classes_) == 2:  # one decision function: logit(b) - logit(a) = w.x + c
             coef, intercept = torch.cat([-coef / 2, coef / 2]), torch.cat([-intercept / 2, intercept / 2])
         for row, label in enumerate(fitted.classes_.tolist()):
@@ -198,7 +202,7 @@ class ContrastiveStrategy(Strategy):
         with torch.no_grad():
             head.weight.copy_(weight)
             head.bias.copy_(bias)
-        return f"logistic regression (C={self.settings.c}), train accuracy {fitted.score(features, labels):.4f}"
+        return f"logistic regression (C={self.settings.c}), train accuracy {fitted.score(features / scale, labels):.4f}"
 
 
 def _embed(backbone: Backbone, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

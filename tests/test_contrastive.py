@@ -14,6 +14,16 @@ from tl_toolkit_plugins.contrastive_pairs import balanced_batches, cosine_pair_l
 from tl_toolkit import UserError, finetune, load_model_dir, load_recipe
 
 
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first lines of SST-2's train and dev files: a run loads them in a moment."""
+    out = tmp_path_factory.mktemp("sst2")
+    for name, lines in (("train.tsv", 400), ("dev.tsv", 120)):
+        head = (SST2 / name).read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
+        (out / name).write_text("".join(head), encoding="utf-8")
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TL_TOOLKIT_CACHE", str(tmp_path / "cache"))
@@ -44,19 +54,19 @@ def test_cosine_pair_loss_pulls_same_labels_together_and_balances_pair_kinds() -
     assert moved.grad is not None and moved.grad.abs().sum() > 0
 
 
-def _recipe(model: Path, out: Path, **options: Any) -> dict[str, Any]:
+def _recipe(model: Path, out: Path, data: Path, **options: Any) -> dict[str, Any]:
     return {
         "name": "few", "output_dir": str(out), "seed": 0,
         "backbone": {"plugin": "bert", "model": str(model), "options": {"pooling": "mean"}},
-        "data": {"format": "csv", "train": str(SST2 / "train.tsv"), "eval": str(SST2 / "dev.tsv"),
+        "data": {"format": "csv", "train": str(data / "train.tsv"), "eval": str(data / "dev.tsv"),
                  "text_column": "sentence", "max_train_per_class": 8, "max_eval_samples": 32, "max_length": 48},
         "strategy": {"plugin": "contrastive", "options": {"passes": 6, "batch_size": 8, "lr": 1e-3, **options}},
         "train": {"epochs": 2, "batch_size": 8, "lr": 1e-2, "checkpoint_every_steps": 4},
     }
 
 
-def test_pair_stage_then_logistic_head_is_an_ordinary_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    result = finetune(_recipe(tiny_bert_dir, tmp_path / "run"), quiet=True)
+def test_pair_stage_then_logistic_head_is_an_ordinary_run(tiny_bert_dir: Path, tmp_path: Path, sst2: Path) -> None:
+    result = finetune(_recipe(tiny_bert_dir, tmp_path / "run", sst2), quiet=True)
     pre = result.summary["pretrain"]
     assert pre["pair_steps"] == 12 and pre["pairs_per_step"] == 28  # 6 passes of 16 examples, 2 batches of 8
     assert pre["last_loss"] < pre["first_loss"]
@@ -73,9 +83,9 @@ def test_pair_stage_then_logistic_head_is_an_ordinary_run(tiny_bert_dir: Path, t
 
 
 def test_resume_inside_the_pair_stage_matches_an_uninterrupted_run(
-    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bert_dir: Path, tmp_path: Path, sst2: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    whole = finetune(_recipe(tiny_bert_dir, tmp_path / "whole"), quiet=True)
+    whole = finetune(_recipe(tiny_bert_dir, tmp_path / "whole", sst2), quiet=True)
     real, calls = contrastive_pairs.cosine_pair_loss, []
 
     def dies_at_step_6(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -86,17 +96,17 @@ def test_resume_inside_the_pair_stage_matches_an_uninterrupted_run(
 
     monkeypatch.setattr(contrastive_pairs, "cosine_pair_loss", dies_at_step_6)
     with pytest.raises(KeyboardInterrupt):
-        finetune(_recipe(tiny_bert_dir, tmp_path / "killed"), quiet=True)
+        finetune(_recipe(tiny_bert_dir, tmp_path / "killed", sst2), quiet=True)
     monkeypatch.setattr(contrastive_pairs, "cosine_pair_loss", real)
-    resumed = finetune(_recipe(tiny_bert_dir, tmp_path / "killed"), quiet=True, resume=True)
+    resumed = finetune(_recipe(tiny_bert_dir, tmp_path / "killed", sst2), quiet=True, resume=True)
     assert resumed.summary["pretrain"]["pair_steps"] == 12
     assert resumed.summary["pretrain"]["last_loss"] == pytest.approx(whole.summary["pretrain"]["last_loss"], abs=1e-5)
     torch.testing.assert_close(resumed.model.classifier.weight, whole.model.classifier.weight, atol=1e-4, rtol=1e-3)
     assert resumed.metrics["accuracy"] == whole.metrics["accuracy"]
 
 
-def test_linear_head_is_trained_by_the_engine(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    result = finetune(_recipe(tiny_bert_dir, tmp_path / "lin", head="linear", passes=2), quiet=True)
+def test_linear_head_is_trained_by_the_engine(tiny_bert_dir: Path, tmp_path: Path, sst2: Path) -> None:
+    result = finetune(_recipe(tiny_bert_dir, tmp_path / "lin", sst2, head="linear", passes=2), quiet=True)
     assert result.summary["pretrain"]["head"].startswith("linear")
     assert [row["epoch"] for row in _evals(tmp_path / "lin")] == [1, 2]
 
@@ -112,9 +122,9 @@ def _evals(out: Path) -> list[dict[str, Any]]:
     ({"backbone": {"options": {}}}, "needs pooled sentence embeddings"),  # the [CLS] pooler head of a bare BERT
     ({"data": {"task": "regression"}}, "trains single-label classifiers"),
 ])
-def test_refused_where_it_does_not_apply(tiny_bert_dir: Path, tmp_path: Path, change: dict[str, Any],
+def test_refused_where_it_does_not_apply(tiny_bert_dir: Path, tmp_path: Path, sst2: Path, change: dict[str, Any],
                                          words: str) -> None:
-    recipe = _recipe(tiny_bert_dir, tmp_path / "no")
+    recipe = _recipe(tiny_bert_dir, tmp_path / "no", sst2)
     for section, values in change.items():
         recipe[section] = {**recipe[section], **values}
     if "task" in change.get("data", {}):
@@ -124,9 +134,9 @@ def test_refused_where_it_does_not_apply(tiny_bert_dir: Path, tmp_path: Path, ch
         finetune(recipe, quiet=True)
 
 
-def test_plan_names_the_pair_stage(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_plan_names_the_pair_stage(tiny_bert_dir: Path, tmp_path: Path, sst2: Path) -> None:
     from tl_toolkit._plan import format_plan, plan
 
-    text = format_plan(plan(load_recipe(_recipe(tiny_bert_dir, tmp_path / "plan")), steps=1))
+    text = format_plan(plan(load_recipe(_recipe(tiny_bert_dir, tmp_path / "plan", sst2)), steps=1))
     assert "first stage:  contrastive pairs: 12 steps of up to 8 examples (6 passes over 16)" in text
     assert "the engine's loop runs no epoch" in text

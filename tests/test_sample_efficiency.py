@@ -13,17 +13,27 @@ from tl_toolkit._cli import main
 from tl_toolkit._sample_efficiency import sample_efficiency
 
 
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first lines of SST-2's train and dev files: a run loads them in a moment."""
+    out = tmp_path_factory.mktemp("sst2")
+    for name, lines in (("train.tsv", 400), ("dev.tsv", 120)):
+        head = (SST2 / name).read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
+        (out / name).write_text("".join(head), encoding="utf-8")
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TL_TOOLKIT_CACHE", str(tmp_path / "cache"))
 
 
-def _recipe(model: Path, out: Path):
+def _recipe(model: Path, out: Path, data: Path):
     return load_recipe({
         "name": "curve", "output_dir": str(out),
         "backbone": {"plugin": "bert", "model": str(model), "options": {"pooling": "mean"}},
-        "data": {"format": "csv", "train": str(SST2 / "train.tsv"), "eval": str(SST2 / "dev.tsv"),
-                 "text_column": "sentence", "max_length": 32},  # all 872 dev sentences: the same at every seed
+        "data": {"format": "csv", "train": str(data / "train.tsv"), "eval": str(data / "dev.tsv"),
+                 "text_column": "sentence", "max_length": 32},  # the whole dev file: the same at every seed
         "strategy": {"plugin": "head-only"},
         "train": {"epochs": 1, "batch_size": 8, "lr": 1e-2},
         "compare": {"options": {"contrastive": {"passes": 1, "batch_size": 8}}},
@@ -31,9 +41,9 @@ def _recipe(model: Path, out: Path):
 
 
 def test_grid_runs_every_strategy_on_the_same_examples_and_reuses_eval_features(
-    tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_bert_dir: Path, tmp_path: Path, sst2: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    recipe = _recipe(tiny_bert_dir, tmp_path / "out")
+    recipe = _recipe(tiny_bert_dir, tmp_path / "out", sst2)
     runs = sample_efficiency(recipe, ["head-only", "contrastive"], [2, 4], [0, 1])
     assert [(r.size, r.seed, r.strategy) for r in runs][:3] == [(2, 0, "head-only"), (2, 0, "contrastive"),
                                                               (2, 1, "head-only")]
