@@ -112,6 +112,8 @@ class ContrastiveStrategy(Strategy):
         from tl_toolkit_plugins.contrastive_pairs import balanced_batches, cosine_pair_loss, stage_steps
         from transformers import get_scheduler
 
+        from tl_toolkit import make_optimizer
+
         opts, recipe, acc, model = self.settings, context.recipe, context.accelerator, context.model
         heads = tuple(f"{h}." for h in self.heads)
         body = [p for n, p in model.named_parameters() if not n.startswith(heads)]
@@ -120,7 +122,8 @@ class ContrastiveStrategy(Strategy):
         world, rank = acc.num_processes, acc.process_index
         steps = -(-stage_steps(len(labels), batch_size, opts.passes) // world)  # each process its own batches
         batches = balanced_batches(labels, batch_size, steps * world, recipe.seed)
-        optimizer = torch.optim.AdamW(body, lr=opts.lr, weight_decay=recipe.train.weight_decay)
+        # The project's AdamW: fused wherever PyTorch has the kernel (on the CPU ~10x faster than its default loop).
+        optimizer = make_optimizer([{"params": body, "weight_decay": recipe.train.weight_decay}], opts.lr, acc.device)
         scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(opts.warmup_ratio * steps),
                                   num_training_steps=steps)
         first, seconds, losses = 0, 0.0, []

@@ -19,6 +19,7 @@ from ._weights import read_state_dict
 if TYPE_CHECKING:
     from ._dropout import cpu_dropout
     from ._export import export_onnx, export_run
+    from ._performance import make_optimizer
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
 
@@ -49,6 +50,7 @@ __all__ = [
     "layerwise_groups",
     "load_model_dir",
     "load_recipe",
+    "make_optimizer",
     "open_image",
     "predict",
     "read_state_dict",
@@ -63,6 +65,7 @@ _LAZY = {
     "finetune": "._pipeline",
     "FinetuneResult": "._pipeline",
     "load_model_dir": "._pipeline",
+    "make_optimizer": "._performance",
     "predict": "._predict",
 }
 
