@@ -80,7 +80,7 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
         "offline": _offline_files(recipe), "measured_steps": len(seconds), "seconds_per_step": step,
         "seconds_per_epoch": per_epoch, "epochs": recipe.train.epochs,
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
-        "pretrain": strategy.pretrain_plan(len(data.train), Task(data.label_names)),
+        "pretrain": strategy.pretrain_plan(len(data.train), Task(data.label_names, recipe.data.task)),
         "loop_epochs": strategy.loop_epochs(recipe.train.epochs),
     }
 
@@ -123,6 +123,6 @@ def format_plan(figures: dict[str, Any]) -> str:
         lines.insert(2, f"first stage:  {f['pretrain']}")
         if f.get("loop_epochs") == 0:
             lines[3] = f"time:         the engine's loop runs no epoch ({f['strategy']} fits its head in the stage)"
-    if f["feature_cache"] == "applies":
+    if f["feature_cache"] == "applies" and f.get("loop_epochs") != 0:
         lines.insert(3, "              (with the feature cache, only the first epoch runs the backbone)")
     return "\n".join(lines)
