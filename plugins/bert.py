@@ -244,13 +244,17 @@ class BertBackbone(Backbone):
         max_length = self.data.max_length
         if is_words_column(dataset, text):
             return tokenize_words(self.tokenizer, dataset, text, max_length)
+        # The closure holds the tokenizer, not the backbone: datasets fingerprints the map by what it captures,
+        # and the backbone's recipe sections (data.max_train_per_class, ...) must not change the eval split's
+        # fingerprint, or the feature cache misses across train sizes and seeds.
+        tokenizer = self.tokenizer
 
         def tokenize(batch: dict[str, list[Any]]) -> Any:
             first = ["" if t is None else str(t) for t in batch[text]]
             second = ["" if t is None else str(t) for t in batch[pair]] if pair else None
-            encoded = self.tokenizer(first, second, truncation=True, max_length=max_length)
+            encoded = tokenizer(first, second, truncation=True, max_length=max_length)
             # Tokenised again without the cap only to count what the cap cuts; datasets caches both.
-            full = self.tokenizer(first, second, truncation=False, verbose=False)["input_ids"]
+            full = tokenizer(first, second, truncation=False, verbose=False)["input_ids"]
             encoded["_truncated"] = [len(ids) > max_length for ids in full]
             return encoded
 
@@ -305,6 +309,23 @@ class BertBackbone(Backbone):
         if captured[0].ndim > 2:  # one feature vector per token: lengths vary from batch to batch
             raise NotImplementedError("the head reads one feature vector per token")
         return captured[0]
+
+    def embed(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The checkpoint's pooling of the token states (mean for all-MiniLM-L6-v2), before dropout and head."""
+        import torch
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier, pool
+
+        if not isinstance(model, PooledClassifier):
+            raise NotImplementedError(
+                f"{self.config.model!r} has no sentence-transformers pooling, so its head reads the [CLS] pooler; "
+                f"set backbone.options.pooling: mean (or cls, max) for pooled sentence embeddings"
+            )
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        mask = inputs.pop("attention_mask", None)
+        if mask is None:
+            mask = torch.ones_like(inputs["input_ids"])
+        hidden = model.encoder(attention_mask=mask, **inputs).last_hidden_state
+        return pool(hidden, mask, model.pooling)
 
     def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
         return self._single_head(model)(features)

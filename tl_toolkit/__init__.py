@@ -12,6 +12,7 @@ from ._errors import DataError, PluginError, RecipeError, UserError
 from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
+from ._pretrain import PretrainContext
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
 from ._task_api import HEAD_KINDS, TaskPlugin
 from ._usage import Usage
@@ -20,6 +21,7 @@ from ._weights import read_state_dict
 if TYPE_CHECKING:
     from ._dropout import cpu_dropout
     from ._export import export_onnx, export_run
+    from ._performance import make_optimizer
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
     from ._report import plot_confusion_matrix
@@ -33,6 +35,7 @@ __all__ = [
     "DataError",
     "FinetuneResult",
     "PluginError",
+    "PretrainContext",
     "Recipe",
     "RecipeError",
     "SourceModel",
@@ -53,6 +56,7 @@ __all__ = [
     "layerwise_groups",
     "load_model_dir",
     "load_recipe",
+    "make_optimizer",
     "open_image",
     "plot_confusion_matrix",
     "predict",
@@ -68,6 +72,7 @@ _LAZY = {
     "finetune": "._pipeline",
     "FinetuneResult": "._pipeline",
     "load_model_dir": "._pipeline",
+    "make_optimizer": "._performance",
     "plot_confusion_matrix": "._report",
     "predict": "._predict",
 }

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", help="comma-separated, e.g. head-only,lora,full,scratch "
                    "(default: the recipe's compare.strategies)")
     p.add_argument("--output", help="folder for the runs and comparison files (default: <output_dir>/compare)")
+    p.add_argument("--train-sizes", help="sample efficiency: examples per class, e.g. 8,16,64,all "
+                   "(default: the recipe's compare.train_sizes)")
+    p.add_argument("--seeds", help="with --train-sizes: comma-separated seeds, e.g. 0,1,2 "
+                   "(default: the recipe's compare.seeds, else its seed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
     p = sub.add_parser("plan", help="estimate a recipe's cost without training",
@@ -189,7 +193,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(args.quiet)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
-    compare(recipe, strategies, Path(args.output) if args.output else None, quiet=args.quiet)
+    output = Path(args.output) if args.output else None
+    from ._sample_efficiency import parse_seeds, parse_sizes, sample_efficiency
+
+    sizes: list[int | str] = parse_sizes(args.train_sizes) if args.train_sizes else list(recipe.compare.train_sizes)
+    if sizes:
+        seeds = parse_seeds(args.seeds) if args.seeds else recipe.compare.seeds
+        sample_efficiency(recipe, strategies, sizes, seeds, output, quiet=args.quiet)
+        return 0
+    if args.seeds:
+        raise UserError("--seeds: seeds apply to a sample-efficiency grid; give --train-sizes too")
+    compare(recipe, strategies, output, quiet=args.quiet)
     return 0
 
 

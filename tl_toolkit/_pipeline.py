@@ -190,12 +190,15 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
     accelerator.wait_for_everyone()
     from ._feature_cache import use_cached_features
+    from ._pretrain import run_pretrain
 
+    pretrained, fit_recipe = run_pretrain(recipe, backbone, strategy, model, train_ds, task, out, accelerator, resume,
+                                          quiet)
     cached = use_cached_features(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, quiet)
     # Seed again: imports above may have drawn from the global RNGs (rich draws a random colour seed on import),
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
-    result = fit(recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
+    result = fit(fit_recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
                  task_plugin)
 
     summary: dict[str, Any] = {
@@ -203,7 +206,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "eval": result.eval,
         "trainable_params": trainable_params,
         "total_params": total_params,
-        "train_seconds": round(result.train_seconds, 3),
+        "train_seconds": round(result.train_seconds + (pretrained or {}).get("seconds", 0.0), 3),
         "epochs": recipe.train.epochs,
         "num_train_examples": len(data.train),
         "num_eval_examples": len(data.eval),
@@ -213,6 +216,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         "source": str(source_dir) if source_dir else None,
         "feature_cache": cached.summary,
     }
+    if pretrained:
+        summary["pretrain"] = pretrained
     if result.best_checkpoint:
         summary["best_checkpoint"] = result.best_checkpoint
     if accelerator.is_main_process:

@@ -103,6 +103,8 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
         "size_unit": "padded tokens" if backbone.lengths(train_ds) is not None else "inputs x pixels",
         "seconds_per_epoch": estimate, "seconds_per_epoch_range": [low, high], "epochs": recipe.train.epochs,
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
+        "pretrain": strategy.pretrain_plan(len(data.train), Task(data.label_names, recipe.data.task)),
+        "loop_epochs": strategy.loop_epochs(recipe.train.epochs),
     }
 
 
@@ -214,6 +216,10 @@ def format_plan(figures: dict[str, Any]) -> str:
         f"feature cache: {f['feature_cache']}",
         "files:", *(f"  {line}" for line in f["offline"]),
     ]
-    if f["feature_cache"] == "applies":
-        lines.insert(4, "              (with the feature cache, only the first epoch runs the backbone)")
+    if f.get("pretrain"):  # a stage of the strategy's own runs first; the measured steps are the loop's
+        lines.insert(2, f"first stage:  {f['pretrain']}")
+        if f.get("loop_epochs") == 0:
+            lines[3] = f"time:         the engine's loop runs no epoch ({f['strategy']} fits its head in the stage)"
+    if f["feature_cache"] == "applies" and f.get("loop_epochs") != 0:
+        lines.insert(3, "              (with the feature cache, only the first epoch runs the backbone)")
     return "\n".join(lines)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ._pretrain import PretrainContext
     from ._recipe import BackboneConfig, DataConfig
     from ._usage import Usage
 
@@ -254,6 +255,16 @@ class Backbone(ABC):
         """The logits the head of ``model`` computes from :meth:`features`."""
         raise NotImplementedError
 
+    def embed(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The pooled sentence (or image) embedding of each example in ``batch``, with gradients.
+
+        The checkpoint's own pooling, shape ``[batch, dim]``: what contrastive
+        strategies pull together and push apart. The default raises
+        ``NotImplementedError``; so does a backbone whose model has no such
+        embedding, with the reason and the fix as its message.
+        """
+        raise NotImplementedError(f"backbone {self.plugin_name!r} does not implement embed()")
+
     def preprocessing_key(self) -> str:
         """A string that changes whenever the eval-time preprocessing changes (part of the feature-cache key)."""
         return ""
@@ -317,6 +328,30 @@ class Strategy(ABC):
 
     def train_mode(self, model: nn.Module) -> None:  # noqa: B027 - an optional hook, empty by default
         """Called after ``model.train()`` at each epoch: e.g. keep frozen BatchNorm in eval mode."""
+
+    def pretrain(self, context: PretrainContext) -> dict[str, Any] | None:
+        """A training stage of the strategy's own before the engine's loop (e.g. contrastive pairs), or None.
+
+        Called after :meth:`apply`, with the model still unwrapped, and before the
+        feature cache, which therefore sees the weights this stage leaves. The
+        stage checkpoints into ``context.checkpoint_dir`` and, when
+        ``context.resume``, continues from what it finds there.
+
+        Returns:
+            Facts for ``summary.json``'s ``pretrain`` (``seconds`` is added to ``train_seconds``), or None.
+
+        Raises:
+            UserError: the stage does not apply to this task or backbone.
+        """
+        return None
+
+    def pretrain_plan(self, num_examples: int, task: Task) -> str | None:
+        """What :meth:`pretrain` will do for ``num_examples`` training examples, in a line for ``tl plan``; None: nothing."""
+        return None
+
+    def loop_epochs(self, epochs: int) -> int:
+        """How many of ``train.epochs`` the engine's loop runs (0: the strategy's stage did all the training)."""
+        return epochs
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups over the trainable parameters.

@@ -157,6 +157,21 @@ class CompareConfig(_Section):
     options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="strategy.options per strategy name, e.g. {lora: {r: 4}}"
     )
+    train_sizes: list[int | Literal["all"]] = Field(
+        default_factory=list, description="sample efficiency: training examples per class to draw (all: every "
+        "example); each strategy runs at each size and seed. Empty: one run per strategy on the recipe's data"
+    )
+    seeds: list[int] = Field(default_factory=list, description="with train_sizes: the seeds; empty: the recipe's seed")
+    train: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="train settings per strategy over the train section, e.g. {lora: {lr: 5.0e-4}}"
+    )
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _positive_sizes(cls, sizes: list[int | str]) -> list[int | str]:
+        if any(isinstance(s, int) and s < 1 for s in sizes):
+            raise ValueError("sizes are examples per class: positive whole numbers or 'all'")
+        return sizes
 
 
 class Recipe(_Section):
