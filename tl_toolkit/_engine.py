@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ class FitResult:
     train_seconds: float = 0.0
     accelerator: Accelerator | None = None
     best_checkpoint: dict[str, Any] | None = None  # {"checkpoint", "metric", "value"} with train.best_metric
+    soup: dict[str, Any] | None = None  # what train.soup averaged: {"kind", "ingredients", ...}
 
 
 def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accelerator:
@@ -191,6 +193,12 @@ def fit(
     # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
 
+    ema = None
+    if cfg.ema is not None:  # registered before resume(): the checkpoint restores the average too
+        from ._ema import EmaWeights
+
+        ema = EmaWeights(trainable, cfg.ema)
+        accelerator.register_for_checkpointing(ema)
     checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg)
     state = (checkpoints.resume() if resume else None) or TrainState()
     metrics_file = out_dir / "metrics.jsonl"
@@ -238,6 +246,8 @@ def fit(
                         accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
+                    if ema is not None and accelerator.sync_gradients:
+                        ema.update()
                 else:  # no update: drop this batch's gradients and those accumulated with it
                     for param in trainable:
                         param.grad = None
@@ -263,7 +273,8 @@ def fit(
                     checkpoints.save(state)
                     started = time.perf_counter()
         state.train_seconds += time.perf_counter() - started
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
+        with ema.applied() if ema is not None else nullcontext():
+            eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
         evaluated = True
         epoch_train_loss = state.epoch_loss / max(state.epoch_batches, 1)
         log({"kind": "eval", "step": state.step, "epoch": epoch + 1, "train_loss": epoch_train_loss,
@@ -271,13 +282,24 @@ def fit(
         progress.finish(eval_metrics, epoch_train_loss)
         state.epoch, state.batch, state.epoch_loss, state.epoch_batches = epoch + 1, 0, 0.0, 0
         checkpoints.save(state, eval_metrics)
-    if not evaluated:  # resumed a run whose every epoch was done
+    if ema is not None:  # the average is the model the run evaluates and saves
+        ema.copy_to_params()
+    soup = None
+    if cfg.soup is not None:  # the average of the kept epoch checkpoints becomes the model
+        from ._soup import make_soup
+
+        soup = make_soup(accelerator.unwrap_model(model), checkpoints.root, cfg.soup,
+                         lambda: evaluate(model, eval_loader, backbone, accelerator, objective),
+                         cfg.best_metric or "accuracy",
+                         {row["epoch"]: row["eval"] for row in history if row["kind"] == "eval"})
+        evaluated = False
+    if not evaluated:  # resumed a run whose every epoch was done, or a soup replaced the weights
         eval_metrics = evaluate(model, eval_loader, backbone, accelerator, objective, outputs)
     for tracker in accelerator.trackers:  # not end_training(): it also ends the process group the pipeline still uses
         tracker.finish()
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, state.train_seconds,
-                     accelerator, best_checkpoint=state.best)
+                     accelerator, best_checkpoint=state.best, soup=soup)
 
 
 def _loss_and_finite(accelerator: Accelerator, loss: Any) -> tuple[float, bool]:

@@ -77,18 +77,18 @@ def plan(recipe: Recipe, steps: int = 3) -> dict[str, Any]:
         "train_examples": len(data.train), "eval_examples": len(data.eval),
         "feature_cache": "applies" if blocker is None else f"does not apply: {blocker}",
         "gradient_checkpointing": recomputes,
-        "offline": _offline_files(recipe), "measured_steps": len(seconds), "seconds_per_step": step,
+        "offline": _offline_files(recipe, backbone.offline_status()), "measured_steps": len(seconds), "seconds_per_step": step,
         "seconds_per_epoch": per_epoch, "epochs": recipe.train.epochs,
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
     }
 
 
-def _offline_files(recipe: Recipe) -> list[str]:
-    """Each file the run reads, with where it comes from; the model was just built, so it is available."""
+def _offline_files(recipe: Recipe, model_status: str | None = None) -> list[str]:
+    """Each file the run reads, with where it comes from (``model_status``: the backbone's ``offline_status``)."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     model = recipe.backbone.model
-    where = "local directory" if Path(model).is_dir() else ("local copy (HF_HUB_OFFLINE=1)" if offline else
-                                                          "loaded (hub cache or download)")
+    where = model_status or ("local directory" if Path(model).is_dir() else (
+        "local copy (HF_HUB_OFFLINE=1)" if offline else "loaded (hub cache or download)"))
     lines = [f"model {model}: {where}"]
     if recipe.backbone.weights:
         lines.append(f"weights {recipe.backbone.weights}: local file")

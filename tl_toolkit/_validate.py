@@ -26,7 +26,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *check_data_paths(recipe.data),
         *tracker_problems(recipe.train.trackers),
     ]
-    problems.extend(_model_path_problems(recipe.backbone.model))
+    problems.extend(_model_path_problems(recipe.backbone.model) or _backbone_model_problems(recipe))
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
@@ -43,6 +43,15 @@ def _model_path_problems(model: str) -> list[str]:
         return []
     return [f"backbone.model: local model directory {model!r} not found; give the folder holding the model's "
             f"config.json, or a hub id such as 'bert-base-uncased'"]
+
+
+def _backbone_model_problems(recipe: Recipe) -> list[str]:
+    """The backbone's own check of ``backbone.model`` (``Backbone.model_problems``), when the plugin loads."""
+    try:
+        backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
+    except UserError:  # reported by _plugin_problems
+        return []
+    return list(backbone.model_problems())
 
 
 def _plugin_problems(kind: str, name: str, options: Any) -> list[str]:
