@@ -79,15 +79,17 @@ def test_registered_restores_the_registry_and_checks_the_contract() -> None:
 
 
 def test_stub_backbone_unit_tests_a_peft_strategy() -> None:
+    from collections import OrderedDict
+
     import torch
     from torch import nn
 
     from tl_toolkit.testing import load_plugin
 
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    wrapped = load_plugin("strategy", "lokr")({"r": 2}).apply(model, StubBackbone(head=["2"], targets=["0"]))
+    model = nn.Sequential(OrderedDict(body=nn.Linear(4, 8), act=nn.ReLU(), head=nn.Linear(8, 2)))
+    wrapped = load_plugin("strategy", "lokr")({"r": 2}).apply(model, StubBackbone(head=["head"], targets=["body"]))
     trainable = {n for n, p in wrapped.named_parameters() if p.requires_grad}
-    assert any("lokr" in n for n in trainable) and any(".2." in n for n in trainable)
+    assert any("lokr" in n for n in trainable) and any(".head." in n for n in trainable)
     assert wrapped(torch.randn(3, 4)).shape == (3, 2)
 
 
