@@ -86,9 +86,10 @@ def test_soup_averages_kept_checkpoints_and_reports_them(kind: str, tmp_path: Pa
 
 
 def test_soup_needs_two_checkpoints(tmp_path: Path) -> None:
-    recipe = _two_epoch_run(tmp_path, soup="uniform")
+    recipe = _two_epoch_run(tmp_path, soup="uniform")  # keep_checkpoints: 1, the default
     proc = run_tl("run", recipe, f"output_dir={tmp_path / 'one'}", "--quiet")
     assert proc.returncode == 2 and "train.soup" in proc.stderr and "keep_checkpoints" in proc.stderr
+    assert not (tmp_path / "one").exists()  # refused before any training
 
 
 def test_wise_ft_alpha_one_is_the_run_and_saves_a_run(tmp_path: Path) -> None:

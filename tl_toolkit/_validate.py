@@ -31,6 +31,10 @@ def check_recipe(recipe: Recipe) -> list[str]:
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
         problems.extend(_check_init_from(recipe.backbone.init_from, recipe.backbone.plugin))
+    if recipe.train.soup and min(recipe.train.keep_checkpoints, recipe.train.epochs) < 2:
+        problems.append(f"train.soup: {recipe.train.soup!r} averages the kept epoch checkpoints, and this run keeps "
+                        f"{min(recipe.train.keep_checkpoints, recipe.train.epochs)}; set train.keep_checkpoints and "
+                        f"train.epochs to 2 or more, or train.soup=null")
     return problems
 
 
