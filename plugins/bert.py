@@ -282,6 +282,18 @@ class BertBackbone(Backbone):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         return model(**inputs).logits
 
+    def offline_status(self) -> str | None:
+        name = self.config.model
+        if Path(name).is_dir():
+            return "local directory"
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return "in the hub cache"
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+            return "NOT in the hub cache and HF_HUB_OFFLINE=1: the run will fail; download it first"
+        return "not in the hub cache: the run downloads it"
+
     def head_names(self, model: nn.Module) -> list[str]:
         from torch import nn
 

@@ -46,4 +46,4 @@ class FullStrategy(Strategy):
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         if self.layer_decay is None:
             return super().parameter_groups(model, weight_decay)
-        return layerwise_groups(model, self.blocks, weight_decay, self.layer_decay)
+        return layerwise_groups(model, self.blocks, weight_decay, self.layer_decay, self.no_decay)

@@ -1,9 +1,11 @@
 """``lora``: low-rank adapters through peft; the classification head trains in full.
 
-The saved model is peft's adapter format (``adapter_config.json``,
-``adapter_model.safetensors``, holding the head too) next to ``base/``, the
-backbone's starting weights in its own ecosystem's format, so the adapter
-loads with plain peft: ``PeftModel.from_pretrained(<base/ loaded>, model_dir)``.
+Variants are options passed to peft: DoRA (``use_dora``), rank-stabilised
+scaling (``use_rslora``), data-dependent initialisation (``init_lora_weights:
+pissa | olora``), and LoRA+ (``loraplus_lr_ratio``: ``lora_B`` learns that
+many times faster). Saving, loading and merging come from
+:class:`tl_toolkit.PeftStrategy`: peft's adapter format next to ``base/``, so
+``PeftModel.from_pretrained(<base/ loaded>, model_dir)`` reloads the run.
 Where peft cannot put adapters on what the plain library loads
 (:meth:`Backbone.adapters_load_plainly`, e.g. a sentence-transformers model),
 the adapters are merged and the model saved as the backbone saves any model.
@@ -11,13 +13,11 @@ the adapters are merged and the model saved as the backbone saves any model.
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from tl_toolkit import Backbone, Strategy, Task, blocks_of, layerwise_groups
+from tl_toolkit import PeftOptions, PeftStrategy, UserError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -25,71 +25,48 @@ if TYPE_CHECKING:
 __all__ = ["LoraOptions", "LoraStrategy"]
 
 
-class LoraOptions(BaseModel):
+class LoraOptions(PeftOptions):
     """Options of the ``lora`` strategy (``strategy.options``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     r: int = Field(8, ge=1, description="rank of the adapters; higher adapts more, costs more")
     alpha: float = Field(16, gt=0, description="scaling: the update is multiplied by alpha / r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
-    target_modules: list[str] | None = Field(
-        None, description="module names (or name suffixes) to adapt; null: the backbone's default targets"
+    use_dora: bool = Field(False, description="DoRA: learn each output's magnitude apart from its direction")
+    use_rslora: bool = Field(False, description="rank-stabilised LoRA: scale by alpha / sqrt(r), not alpha / r")
+    init_lora_weights: Literal["gaussian", "pissa", "olora"] | bool = Field(
+        True, description="true: B = 0; gaussian; pissa / olora: from the weights' SVD / QR (linear layers only)"
     )
-    layer_decay: float | None = Field(
-        None, gt=0, le=1, description="layer-wise lr decay per block, head down (e.g. 0.8); null: one lr"
+    loraplus_lr_ratio: float | None = Field(
+        None, gt=0, description="LoRA+: lora_B's learning rate is train.lr times this (e.g. 16); null: one lr"
     )
 
 
-class LoraStrategy(Strategy):
-    """Train low-rank adapters (peft LoRA) and the head; the pretrained weights stay frozen."""
+class LoraStrategy(PeftStrategy):
+    """Train low-rank adapters (peft LoRA, DoRA, rsLoRA, PiSSA, OLoRA, LoRA+) and the head."""
 
     options_model = LoraOptions
-    recompute_activations = True  # frozen backbone: activations are most of the memory left to save
 
-    def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
-        from peft import LoraConfig, get_peft_model
+    def peft_config(self, options: Any, model: nn.Module, targets: list[str], head: list[str]) -> Any:
+        from peft import LoraConfig
 
-        from tl_toolkit import UserError
-
-        opts = LoraOptions.model_validate(self.options)
-        targets = opts.target_modules or backbone.lora_targets(model)
-        names = [n for n, _ in model.named_modules()]
-        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-        if missing:
-            raise UserError(
-                f"strategy.options.target_modules: {missing} match no module of {backbone.describe()}; "
-                f"e.g. {', '.join(backbone.lora_targets(model))}"
-            )
-        config = LoraConfig(
-            r=opts.r,
-            lora_alpha=opts.alpha,
-            lora_dropout=opts.dropout,
-            target_modules=targets,
-            modules_to_save=backbone.head_names(model),
+        if options.init_lora_weights in ("pissa", "olora"):
+            convs = [n for n, m in model.named_modules() if _targeted(n, targets) and getattr(m, "weight", None)
+                     is not None and m.weight.ndim > 2]
+            if convs:
+                raise UserError(
+                    f"strategy.options.init_lora_weights: {options.init_lora_weights!r} initialises linear "
+                    f"layers only, and {convs[0]} is a convolution; use true or gaussian on this backbone"
+                )
+        return LoraConfig(
+            r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout, target_modules=targets,
+            modules_to_save=head, use_dora=options.use_dora, use_rslora=options.use_rslora,
+            init_lora_weights=options.init_lora_weights,
         )
-        self.layer_decay = opts.layer_decay
-        if self.layer_decay is not None:  # blocks named on the plain model; peft's prefixes do not hide them
-            self.blocks = blocks_of(backbone, model, "strategy.options.layer_decay")
-        return get_peft_model(model, config)
 
-    def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-        if self.layer_decay is None:
-            return super().parameter_groups(model, weight_decay)
-        return layerwise_groups(model, self.blocks, weight_decay, self.layer_decay)
+    def lr_scale(self, name: str) -> float:
+        ratio = self.opts.loraplus_lr_ratio
+        return ratio if ratio is not None and ".lora_B." in name else 1.0
 
-    def save(self, model: nn.Module, backbone: Backbone, directory: Path, task: Task) -> None:
-        if not backbone.adapters_load_plainly(model.get_base_model()):
-            backbone.save(copy.deepcopy(model).merge_and_unload(), directory, task)
-            return
-        model.save_pretrained(str(directory))  # the adapters and the trained head
-        base = copy.deepcopy(model).unload()  # the starting weights, adapters removed
-        backbone.save(base, directory / "base", task)
 
-    def load(self, backbone: Backbone, directory: Path, merge: bool = False) -> nn.Module:
-        from peft import PeftModel
-
-        if not (directory / "adapter_config.json").is_file():  # saved merged
-            return backbone.load(directory)
-        model = PeftModel.from_pretrained(backbone.load(directory / "base"), str(directory))
-        return model.merge_and_unload() if merge else model
+def _targeted(name: str, targets: list[str]) -> bool:
+    return any(name == t or name.endswith("." + t) for t in targets)

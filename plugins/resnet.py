@@ -14,6 +14,7 @@ the size for small images. Models are saved as timm does for the hub
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from tl_toolkit import (
     export_onnx,
     open_image,
     read_state_dict,
+    suggest,
     undecoded,
 )
 
@@ -103,12 +105,7 @@ class ResNetBackbone(Backbone):
                                 f"directory saved by timm (config.json + model.safetensors) or a timm model name")
             name = f"local-dir:{name}"
         elif not timm.is_model(name):
-            from tl_toolkit._errors import suggest
-
-            raise UserError(
-                f"backbone.model: unknown timm model {name!r}.{suggest(name, timm.list_models('*res*'))} "
-                f"See timm.list_models(), or give a directory saved by timm"
-            )
+            raise UserError(self.model_problems()[0])
         pretrained = self.config.pretrained and not self.config.weights
         try:
             model = timm.create_model(name, pretrained=pretrained)
@@ -215,6 +212,26 @@ class ResNetBackbone(Backbone):
         if pixels.is_cuda:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return model(pixels)
+
+    def model_problems(self) -> list[str]:
+        import timm
+
+        name = self.config.model
+        if Path(name).is_dir() or timm.is_model(name):
+            return []
+        return [f"backbone.model: unknown timm model {name!r}.{suggest(name, timm.list_models('*res*'))} "
+                f"See timm.list_models(), or give a directory saved by timm"]
+
+    def offline_status(self) -> str | None:
+        name = self.config.model
+        if Path(name).is_dir():
+            return "local directory saved by timm"
+        if self.config.weights or not self.config.pretrained:
+            return "architecture only, nothing to download"
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(name)
+        return _hub_status(getattr(cfg, "hf_hub_id", None) if cfg else None, "model.safetensors")
 
     def head_names(self, model: nn.Module) -> list[str]:
         return [model.pretrained_cfg.get("classifier", "fc")]
@@ -332,3 +349,16 @@ def _stage_names(model: nn.Module) -> list[str]:
 def _weights_first(keys: list[str]) -> list[str]:
     """Sorted keys, weights before buffers such as running statistics."""
     return sorted(keys, key=lambda k: (k.endswith(("running_mean", "running_var", "num_batches_tracked")), k))
+
+
+def _hub_status(repo: str | None, filename: str) -> str:
+    """Whether the hub cache holds ``filename`` of ``repo``, and what a run does otherwise."""
+    if not repo:
+        return "weights from timm's own source (no hub copy known)"
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, filename), str):
+        return f"in the hub cache ({repo})"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return f"NOT in the hub cache ({repo}) and HF_HUB_OFFLINE=1: the run will fail; download it first"
+    return f"not in the hub cache: the run downloads {repo}"

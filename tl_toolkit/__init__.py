@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import DataError, PluginError, RecipeError, UserError
+from ._errors import DataError, PluginError, RecipeError, UserError, suggest
 from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
+from ._peft_base import PeftOptions, PeftStrategy
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._pretrain import PretrainContext
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
@@ -34,6 +35,8 @@ __all__ = [
     "DataConfig",
     "DataError",
     "FinetuneResult",
+    "PeftOptions",
+    "PeftStrategy",
     "PluginError",
     "PretrainContext",
     "Recipe",
@@ -61,6 +64,7 @@ __all__ = [
     "plot_confusion_matrix",
     "predict",
     "read_state_dict",
+    "suggest",
     "train_only",
     "undecoded",
 ]

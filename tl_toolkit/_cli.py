@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._errors import UserError
@@ -91,10 +92,20 @@ def _parser() -> argparse.ArgumentParser:
                        description="Write a finished run's model in a format plain transformers / timm / "
                        "onnxruntime load without tl_toolkit; LoRA adapters merged with --merge-lora.")
     p.add_argument("run_dir", help="output_dir of a finished run (or its model/ directory)")
-    p.add_argument("--format", required=True, choices=["hf", "timm", "onnx"],
-                   help="hf: transformers save_pretrained (text); timm: timm's local format (images); onnx: a graph")
+    p.add_argument("--format", required=True,  # any format the run's backbone lists in export_formats
+                   help="a format the run's backbone declares; built in: hf (bert), timm (resnet), onnx (both)")
     p.add_argument("--merge-lora", action="store_true", help="merge LoRA adapters into the weights (plain model)")
     p.add_argument("--output", help="directory to write (default: RUN_DIR/export/FORMAT); must be new or empty")
+
+    p = sub.add_parser("wise-ft", help="interpolate a run between its starting and fine-tuned weights (WiSE-FT)",
+                       description="Evaluate each alpha (0: starting backbone, 1: the run's) on the run's eval data "
+                       "and on data.eval=... given as an override; write wise_ft.json/.md/.png and save one "
+                       "alpha's model as a run directory under RUN_DIR/wise_ft/.")
+    p.add_argument("run_dir")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated weights in [0, 1]")
+    p.add_argument("--save", type=float, default=None, metavar="ALPHA",
+                   help="the alpha whose model to save (default: the best on the run's eval data)")
 
     p = sub.add_parser("eval", help="evaluate a finished run",
                        description="Evaluate a finished run on its eval data, or on data.eval=... overridden.")
@@ -239,6 +250,11 @@ def _run_from_manifest(args: argparse.Namespace) -> int:
         if old != new:
             print(f"tl run: note: {section}{'.' + key if key else ''} differs from the manifest's "
                   f"({old} -> {new})", file=sys.stderr)
+    for kind, was in before.get("plugins", {}).items():  # manifests from before plugin versions have none
+        now = after.get("plugins", {}).get(kind, {})
+        if (was.get("dist"), was.get("version")) != (now.get("dist"), now.get("version")):
+            print(f"tl run: note: {kind} plugin {was.get('name')!r} was {was.get('dist')} {was.get('version')}, "
+                  f"now {now.get('dist')} {now.get('version')}", file=sys.stderr)
     return 0
 
 
@@ -378,6 +394,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_wise_ft(args: argparse.Namespace) -> int:
+    quiet_libraries(True)
+    from ._wise_ft import wise_ft
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        raise UserError(f"--alphas: {args.alphas!r} is not a comma-separated list of numbers, e.g. 0,0.5,1") from None
+    result = wise_ft(args.run_dir, alphas, args.overrides, args.save)
+    metric = result["metric"]
+    for row in result["curve"]:
+        print(f"alpha {row['alpha']:g}: " + "  ".join(f"{k} {v[metric]:.4f}" for k, v in row.items() if k != "alpha"))
+    print(f"wrote {Path(result['saved']).parent}/wise_ft.md; alpha {result['chosen_alpha']:g} saved to {result['saved']}")
+    return 0
+
+
 _COMMANDS: dict[str, Any] = {
     "run": _cmd_run,
     "validate": _cmd_validate,
@@ -388,4 +420,5 @@ _COMMANDS: dict[str, Any] = {
     "new-plugin": _cmd_new_plugin,
     "compare": _cmd_compare,
     "plan": _cmd_plan,
+    "wise-ft": _cmd_wise_ft,
 }

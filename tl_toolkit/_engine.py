@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ class FitResult:
     train_seconds: float = 0.0
     accelerator: Accelerator | None = None
     best_checkpoint: dict[str, Any] | None = None  # {"checkpoint", "metric", "value"} with train.best_metric
+    soup: dict[str, Any] | None = None  # what train.soup averaged: {"kind", "ingredients", ...}
 
 
 def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accelerator:
@@ -173,6 +175,12 @@ def fit(
     model, scheduler = training.model, training.scheduler
     train_loader, eval_loader, train_step = training.train_loader, training.eval_loader, training.step
 
+    ema = None
+    if cfg.ema is not None:  # registered before resume(): the checkpoint restores the average too
+        from ._ema import EmaWeights
+
+        ema = EmaWeights(train_step.trainable, cfg.ema)
+        accelerator.register_for_checkpointing(ema)
     checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg, task.metric_goals)
     state = (checkpoints.resume() if resume else None) or TrainState()
     metrics_file = out_dir / "metrics.jsonl"
@@ -209,6 +217,8 @@ def fit(
         progress.start(epoch, cfg.epochs, len(train_loader), accelerator.num_processes)
         for batch in loader:
             value, finite = train_step(batch)
+            if ema is not None and finite and accelerator.sync_gradients:
+                ema.update()  # after the optimizer step the train step just took
             state.batch += 1
             if finite:
                 state.window_loss, state.window_batches = state.window_loss + value, state.window_batches + 1
@@ -230,7 +240,8 @@ def fit(
                     checkpoints.save(state)
                     started = time.perf_counter()
         state.train_seconds += time.perf_counter() - started
-        eval_metrics = evaluate(model, eval_loader, backbone, accelerator, task, outputs)
+        with ema.applied() if ema is not None else nullcontext():
+            eval_metrics = evaluate(model, eval_loader, backbone, accelerator, task, outputs)
         evaluated = True
         epoch_train_loss = state.epoch_loss / max(state.epoch_batches, 1)
         log({"kind": "eval", "step": state.step, "epoch": epoch + 1, "train_loss": epoch_train_loss,
@@ -238,13 +249,24 @@ def fit(
         progress.finish(eval_metrics, epoch_train_loss)
         state.epoch, state.batch, state.epoch_loss, state.epoch_batches = epoch + 1, 0, 0.0, 0
         checkpoints.save(state, eval_metrics)
-    if not evaluated:  # resumed a run whose every epoch was done
+    if ema is not None:  # the average is the model the run evaluates and saves
+        ema.copy_to_params()
+    soup = None
+    if cfg.soup is not None:  # the average of the kept epoch checkpoints becomes the model
+        from ._soup import make_soup
+
+        soup = make_soup(accelerator.unwrap_model(model), checkpoints.root, cfg.soup,
+                         lambda: evaluate(model, eval_loader, backbone, accelerator, task),
+                         cfg.best_metric or "accuracy",
+                         {row["epoch"]: row["eval"] for row in history if row["kind"] == "eval"})
+        evaluated = False
+    if not evaluated:  # resumed a run whose every epoch was done, or a soup replaced the weights
         eval_metrics = evaluate(model, eval_loader, backbone, accelerator, task, outputs)
     for tracker in accelerator.trackers:  # not end_training(): it also ends the process group the pipeline still uses
         tracker.finish()
     accelerator.wait_for_everyone()
     return FitResult(accelerator.unwrap_model(model), eval_metrics, outputs, history, state.train_seconds,
-                     accelerator, best_checkpoint=state.best)
+                     accelerator, best_checkpoint=state.best, soup=soup)
 
 
 def _warn_stuck(accelerator: Accelerator, recipe: Recipe, warning: str | None) -> None:

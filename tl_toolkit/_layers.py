@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import UserError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from torch import nn
 
     from ._plugin_api import Backbone
@@ -48,12 +50,14 @@ def block_index(param_name: str, blocks: list[str]) -> int | None:
 
 
 def layerwise_groups(
-    model: nn.Module, blocks: list[str], weight_decay: float, decay: float
+    model: nn.Module, blocks: list[str], weight_decay: float, decay: float,
+    no_decay: Callable[[str, Any], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Optimizer groups over the trainable parameters with ``lr_scale = decay ** (len(blocks) - i)`` for block ``i``.
 
     Parameters outside every block (the head) keep the full rate. As in the
-    default groups, biases and normalisation parameters get no weight decay.
+    default groups, biases and normalisation parameters get no weight decay;
+    ``no_decay(name, param)`` (a strategy's :meth:`~tl_toolkit.Strategy.no_decay`) decides instead when given.
     """
     groups: dict[tuple[float, bool], list[Any]] = {}
     for name, param in model.named_parameters():
@@ -61,7 +65,8 @@ def layerwise_groups(
             continue
         index = block_index(name, blocks)
         scale = 1.0 if index is None else decay ** (len(blocks) - index)
-        groups.setdefault((scale, param.ndim >= 2), []).append(param)
+        decays = not no_decay(name, param) if no_decay else param.ndim >= 2
+        groups.setdefault((scale, decays), []).append(param)
     return [
         {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
         for (scale, decays), params in sorted(groups.items(), key=lambda item: item[0])

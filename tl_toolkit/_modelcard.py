@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from ._recipe import Recipe
     from ._task_api import TaskPlugin
 
-__all__ = ["MANIFEST", "build_manifest", "read_manifest", "usage_section", "weights_sha256", "write_model_card"]
+__all__ = ["MANIFEST", "build_manifest", "plugin_versions", "read_manifest", "usage_section", "weights_sha256",
+           "write_model_card"]
 
 MANIFEST = "manifest.json"
 _LIBRARIES = ("tl-toolkit", "torch", "transformers", "timm", "peft", "accelerate", "datasets", "safetensors")
@@ -81,7 +82,20 @@ def build_manifest(recipe: Recipe, data: TaskData, start_weights_sha256: str) ->
             "start_weights_sha256": start_weights_sha256,  # the model with its fresh head, before training
         },
         "libraries": _versions(),
+        "plugins": plugin_versions(recipe),
     }
+
+
+def plugin_versions(recipe: Recipe) -> dict[str, dict[str, str]]:
+    """The distribution and version of every plugin the recipe uses, by kind (``backbone``, ``strategy``)."""
+    from ._registry import registry
+
+    used = {"backbone": recipe.backbone.plugin, "strategy": recipe.strategy.plugin}
+    found = {}
+    for info in registry.all(load=False):
+        if used.get(info.kind) == info.name:
+            found[info.kind] = {"name": info.name, "dist": info.dist, "version": info.version}
+    return found
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

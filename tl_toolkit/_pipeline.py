@@ -220,6 +220,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         summary["pretrain"] = pretrained
     if result.best_checkpoint:
         summary["best_checkpoint"] = result.best_checkpoint
+    if result.soup:
+        summary["soup"] = result.soup
     if accelerator.is_main_process:
         _save_model(result.model, backbone, strategy, recipe, task, out)
     accelerator.wait_for_everyone()

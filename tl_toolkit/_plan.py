@@ -98,7 +98,7 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
         "train_examples": len(data.train), "eval_examples": len(data.eval),
         "feature_cache": "applies" if blocker is None else f"does not apply: {blocker}",
         "gradient_checkpointing": recomputes,
-        "offline": _offline_files(recipe), "measured_steps": len(seconds), "warmup_steps": warmup,
+        "offline": _offline_files(recipe, backbone.offline_status()), "measured_steps": len(seconds), "warmup_steps": warmup,
         "seconds_per_step": sum(seconds) / max(len(seconds), 1), "batches_per_epoch": len(epoch_sizes),
         "size_unit": "padded tokens" if backbone.lengths(train_ds) is not None else "inputs x pixels",
         "seconds_per_epoch": estimate, "seconds_per_epoch_range": [low, high], "epochs": recipe.train.epochs,
@@ -179,12 +179,12 @@ def _extrapolate(sizes: list[int], seconds: list[float], epoch_sizes: list[float
     return estimate, estimate * max(mean_r - half, 0.0), estimate * (mean_r + half)
 
 
-def _offline_files(recipe: Recipe) -> list[str]:
-    """Each file the run reads, with where it comes from; the model was just built, so it is available."""
+def _offline_files(recipe: Recipe, model_status: str | None = None) -> list[str]:
+    """Each file the run reads, with where it comes from (``model_status``: the backbone's ``offline_status``)."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     model = recipe.backbone.model
-    where = "local directory" if Path(model).is_dir() else ("local copy (HF_HUB_OFFLINE=1)" if offline else
-                                                          "loaded (hub cache or download)")
+    where = model_status or ("local directory" if Path(model).is_dir() else (
+        "local copy (HF_HUB_OFFLINE=1)" if offline else "loaded (hub cache or download)"))
     lines = [f"model {model}: {where}"]
     if recipe.backbone.weights:
         lines.append(f"weights {recipe.backbone.weights}: local file")

@@ -236,6 +236,22 @@ class Backbone(ABC):
 
         return [(m.group(), m.span()) for m in re.finditer(r"\w+|[^\w\s]", text)]
 
+    def model_problems(self) -> list[str]:
+        """Problems of ``backbone.model`` found without loading it, one message each (``tl validate``).
+
+        Optional: e.g. a model name the backbone's library does not know, with
+        the nearest one, so a misspelling fails before data loading. Each
+        message names the key: ``"backbone.model: ..."``. Default: none.
+        """
+        return []
+
+    def offline_status(self) -> str | None:
+        """Where ``backbone.model`` would come from now, for ``tl plan``'s files list (e.g. "in the hub cache").
+
+        Optional: None lets ``tl plan`` say only whether it is a local directory.
+        """
+        return None
+
     def describe(self) -> str:
         """A short human-readable identity of the backbone (for reports)."""
         return f"{self.plugin_name}:{self.config.model}"
@@ -357,17 +373,28 @@ class Strategy(ABC):
         """Optimizer parameter groups over the trainable parameters.
 
         The default applies weight decay to weight matrices and kernels, not
-        to biases and normalisation parameters. A group may carry
+        to the parameters :meth:`no_decay` names (biases, normalisation). A group may carry
         ``"lr_scale"``: its learning rate is ``train.lr`` times that.
         """
         decay: list[Any] = []
         no_decay: list[Any] = []
-        for _, param in model.named_parameters():
+        for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
-            (decay if param.ndim >= 2 else no_decay).append(param)
+            (no_decay if self.no_decay(name, param) else decay).append(param)
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return [g for g in groups if g["params"]]
+
+    def no_decay(self, name: str, param: Any) -> bool:
+        """Whether trainable parameter ``name`` is a scale or offset that weight decay must not shrink.
+
+        The default: every parameter of fewer than two dimensions (biases,
+        normalisation weights). Override it (calling ``super()``) to add scales
+        stored with more dimensions, e.g. a (1, C, 1, 1) magnitude of a
+        convolution; :meth:`parameter_groups` and
+        :func:`tl_toolkit.layerwise_groups` consult it.
+        """
+        return param.ndim < 2
 
     def extra_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor], logits: torch.Tensor

