@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._callbacks import EpochCallback, EpochEnd
 from ._errors import DataError, PluginError, RecipeError, UserError
 from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+from ._sweep_config import SweepConfig
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from ._export import export_onnx, export_run
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
+    from ._sweep import SweepResult, sweep
 
 __all__ = [
     "PLUGIN_API_VERSION",
@@ -27,6 +30,8 @@ __all__ = [
     "BackboneConfig",
     "DataConfig",
     "DataError",
+    "EpochCallback",
+    "EpochEnd",
     "FinetuneResult",
     "PluginError",
     "Recipe",
@@ -34,6 +39,8 @@ __all__ = [
     "SourceModel",
     "Strategy",
     "StrategyConfig",
+    "SweepConfig",
+    "SweepResult",
     "Task",
     "TrainConfig",
     "UserError",
@@ -50,6 +57,7 @@ __all__ = [
     "open_image",
     "predict",
     "read_state_dict",
+    "sweep",
     "train_only",
     "undecoded",
 ]
@@ -62,6 +70,8 @@ _LAZY = {
     "FinetuneResult": "._pipeline",
     "load_model_dir": "._pipeline",
     "predict": "._predict",
+    "sweep": "._sweep",
+    "SweepResult": "._sweep",
 }
 
 
