@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._callbacks import EpochCallback, EpochEnd
 from ._errors import DataError, PluginError, RecipeError, UserError, suggest
 from ._images import open_image, undecoded
 from ._layers import block_index, blocks_of, layerwise_groups, train_only
@@ -15,6 +16,7 @@ from ._peft_base import PeftOptions, PeftStrategy
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._pretrain import PretrainContext
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+from ._sweep_config import SweepConfig
 from ._task_api import HEAD_KINDS, TaskPlugin
 from ._usage import Usage
 from ._weights import read_state_dict
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from ._pipeline import FinetuneResult, finetune, load_model_dir
     from ._predict import predict
     from ._report import plot_confusion_matrix
+    from ._sweep import SweepResult, sweep
 
 __all__ = [
     "HEAD_KINDS",
@@ -34,6 +37,8 @@ __all__ = [
     "BackboneConfig",
     "DataConfig",
     "DataError",
+    "EpochCallback",
+    "EpochEnd",
     "FinetuneResult",
     "PeftOptions",
     "PeftStrategy",
@@ -44,6 +49,8 @@ __all__ = [
     "SourceModel",
     "Strategy",
     "StrategyConfig",
+    "SweepConfig",
+    "SweepResult",
     "Task",
     "TaskPlugin",
     "TrainConfig",
@@ -65,6 +72,7 @@ __all__ = [
     "predict",
     "read_state_dict",
     "suggest",
+    "sweep",
     "train_only",
     "undecoded",
 ]
@@ -79,6 +87,8 @@ _LAZY = {
     "make_optimizer": "._performance",
     "plot_confusion_matrix": "._report",
     "predict": "._predict",
+    "sweep": "._sweep",
+    "SweepResult": "._sweep",
 }
 
 

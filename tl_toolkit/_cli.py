@@ -54,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: the recipe's compare.seeds, else its seed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
+    p = sub.add_parser("sweep", help="search recipe keys with Optuna, each trial a run",
+                       description="Search the recipe's sweep.space with Optuna (study in <output_dir>/sweep/"
+                       "study.db), prune weak trials, and write leaderboard.md/.json, plots and best.yaml.")
+    p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--trials", type=int, help="finished-or-pruned trials to end with (default: sweep.trials)")
+    p.add_argument("--resume", action="store_true", help="continue the study in <output_dir>/sweep")
+    p.add_argument("--overwrite", action="store_true", help="delete that study and its trials first")
+    p.add_argument("--backend", default="local", help="local (default: one trial at a time) or ray")
+    p.add_argument("--parallel", type=int, default=1, metavar="K", help="trials at once (--backend ray)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
     p = sub.add_parser("plan", help="estimate a recipe's cost without training",
                        description="Parameters, peak memory and time per epoch (from a few measured steps), "
                        "feature-cache use, and offline availability of every file.")
@@ -149,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tl {args.command}: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"tl {args.command}: interrupted; `tl run RECIPE --resume` continues a run", file=sys.stderr)
+        print(f"tl {args.command}: interrupted; `tl {'sweep' if args.command == 'sweep' else 'run'} RECIPE "
+              f"--resume` continues it", file=sys.stderr)
         return 130
     except Exception:
         from ._crash import report_internal_error
@@ -215,6 +228,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.seeds:
         raise UserError("--seeds: seeds apply to a sample-efficiency grid; give --train-sizes too")
     compare(recipe, strategies, output, quiet=args.quiet)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ._sweep import sweep
+
+    quiet_libraries(True)  # trials run quietly; the sweep prints a line per epoch and per trial
+    sweep(args.recipe, args.overrides, trials=args.trials, resume=args.resume, overwrite=args.overwrite,
+          backend=args.backend, parallel=args.parallel, quiet=args.quiet)
     return 0
 
 
@@ -412,6 +434,7 @@ def _cmd_wise_ft(args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Any] = {
     "run": _cmd_run,
+    "sweep": _cmd_sweep,
     "validate": _cmd_validate,
     "list": _cmd_list,
     "predict": _cmd_predict,

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._callbacks import EpochCallback, EpochEnd
 from ._checkpoint import Checkpointer, TrainState, latest_checkpoint, write_atomic
 from ._errors import UserError
 from ._gradient_watch import GradientWatch
@@ -154,12 +156,14 @@ def fit(
     resume: bool = False,
     quiet: bool = False,
     task: TaskPlugin | None = None,
+    callbacks: Sequence[EpochCallback] = (),
 ) -> FitResult:
     """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
 
     With ``resume``, training continues from the newest checkpoint, inside an epoch when it was
     taken there (``train.checkpoint_every_steps``). ``task`` is the run's task plugin: its loss and
-    metrics (default: the recipe's ``data.task``).
+    metrics (default: the recipe's ``data.task``). ``callbacks`` hear every
+    finished epoch (see :mod:`tl_toolkit._callbacks`).
 
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
@@ -205,6 +209,14 @@ def fit(
     evaluated = False
     history = state.history
     eval_metrics: dict[str, float] = history[-1]["eval"] if history and "eval" in history[-1] else {}
+
+    def epoch_end(epoch: int, metrics: dict[str, float], replayed: bool = False) -> None:
+        event = EpochEnd(epoch, cfg.epochs, state.step, metrics, out_dir, replayed)
+        for callback in callbacks:
+            callback(event)
+
+    if resume and state.epoch and not state.batch and eval_metrics:
+        epoch_end(state.epoch, eval_metrics, replayed=True)
     for epoch in range(state.epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
         strategy.on_epoch_start(accelerator.unwrap_model(model), epoch, cfg.epochs)
@@ -249,6 +261,7 @@ def fit(
         progress.finish(eval_metrics, epoch_train_loss)
         state.epoch, state.batch, state.epoch_loss, state.epoch_batches = epoch + 1, 0, 0.0, 0
         checkpoints.save(state, eval_metrics)
+        epoch_end(epoch + 1, eval_metrics)
     if ema is not None:  # the average is the model the run evaluates and saves
         ema.copy_to_params()
     soup = None

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._callbacks import EpochCallback
 from ._checkpoint import write_atomic
 from ._errors import UserError
+from ._fsdp import is_sharded, unsharded_copy
 from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
-from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe
+from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
 from ._validate import validate
 
@@ -58,17 +61,6 @@ class LoadedModel:
     task: TaskPlugin | None = None  # the run's task plugin, its labels set up
 
 
-def _overrides_from_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        *parents, leaf = key.replace("__", ".").split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
-
-
 def finetune(
     recipe: str | Path | dict[str, Any] | Recipe,
     overrides: list[str] | None = None,
@@ -76,6 +68,7 @@ def finetune(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    callbacks: Sequence[EpochCallback] = (),
     **kwargs: Any,
 ) -> FinetuneResult:
     """Run a recipe end to end, as ``tl run`` does.
@@ -86,6 +79,7 @@ def finetune(
         resume: continue from the newest checkpoint in the output directory.
         overwrite: replace a finished run in the output directory.
         quiet: no progress output.
+        callbacks: called with an :class:`EpochEnd` after each epoch's evaluation; one may raise to stop.
         **kwargs: more overrides: ``train={"epochs": 1}``, ``train__epochs=1`` or ``**{"train.epochs": 1}``.
 
     Returns:
@@ -99,10 +93,10 @@ def finetune(
 
     if kwargs:
         base = load_recipe(recipe, overrides)
-        recipe, overrides = load_recipe(base, _overrides_from_kwargs(kwargs)), None
+        recipe, overrides = load_recipe(base, nested({k.replace('__', '.'): v for k, v in kwargs.items()})), None
     recipe = validate(recipe, overrides)  # every recipe problem before anything heavy loads
     quiet_libraries(quiet)
-    return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
+    return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
 
 
 def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -142,7 +136,8 @@ def _claim_output_dir(out: Path, overwrite: bool) -> None:
     make_output_dir("output_dir", out)
 
 
-def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> FinetuneResult:
+def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
+         callbacks: Sequence[EpochCallback] = ()) -> FinetuneResult:
     from accelerate.utils import set_seed
 
     from ._engine import fit, make_accelerator
@@ -199,7 +194,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
     result = fit(fit_recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
-                 task_plugin)
+                 task_plugin, callbacks)
 
     summary: dict[str, Any] = {
         "name": recipe.name,
@@ -222,8 +217,13 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool) -> Finet
         summary["best_checkpoint"] = result.best_checkpoint
     if result.soup:
         summary["soup"] = result.soup
+    trained: nn.Module | None = result.model
+    if is_sharded(accelerator):  # every process takes part in the gather; the main one saves an unsharded copy
+        full_state = accelerator.get_state_dict(result.model)
+        trained = unsharded_copy(full_state, lambda: strategy.apply(backbone.build(task, source), backbone))
     if accelerator.is_main_process:
-        _save_model(result.model, backbone, strategy, recipe, task, out)
+        assert trained is not None
+        _save_model(trained, backbone, strategy, recipe, task, out)
     accelerator.wait_for_everyone()
 
     for name in recipe.baselines:

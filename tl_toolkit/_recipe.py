@@ -8,12 +8,13 @@ all problems of a recipe are reported at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._errors import RecipeError, suggest
+from ._sweep_config import SweepConfig
 
 __all__ = [
     "BackboneConfig",
@@ -194,6 +195,7 @@ class Recipe(_Section):
         default_factory=list, description="also train these baselines and report the transfer gain"
     )
     compare: CompareConfig = Field(default_factory=CompareConfig, description="what `tl compare` runs")
+    sweep: SweepConfig = Field(default_factory=SweepConfig, description="what `tl sweep` searches")
 
     @model_validator(mode="after")
     def _default_output_dir(self) -> Recipe:
@@ -215,6 +217,9 @@ class Recipe(_Section):
 # -- loading ---------------------------------------------------------------
 
 
+_SPACE = "sweep.space."
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Turn ``["train.epochs=1", ...]`` into a nested dict; values are parsed as YAML.
 
@@ -234,6 +239,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = raw
         node = nested
         *parents, leaf = key.split(".")
+        if key.startswith(_SPACE) and len(key) > len(_SPACE):  # a space key is itself dotted
+            parents, leaf = ["sweep", "space"], key[len(_SPACE):]
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -244,6 +251,18 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     if problems:
         raise RecipeError(problems)
     return nested
+
+
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 1e-4}`` as ``{"train": {"lr": 1e-4}}``: dotted keys to the recipe's nesting."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -346,8 +365,14 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 def _union_branch(loc: tuple[Any, ...]) -> bool:
     """Whether ``loc`` ends in the tag pydantic gives one member of a union field (``bool``, ``literal['auto']``)."""
-    return (len(loc) >= 2 and isinstance(loc[-1], str) and not _fields_at(loc[:-1])
-            and loc[-2] in _fields_at(loc[:-2]))
+    if not (len(loc) >= 2 and isinstance(loc[-1], str) and not _fields_at(loc[:-1])
+            and loc[-2] in _fields_at(loc[:-2])):
+        return False
+    model: Any = Recipe
+    for part in loc[:-2]:
+        model = model.model_fields[part].annotation
+    # A mapping's keys (sweep.space's dotted keys) sit where a union's member tags would.
+    return get_origin(model.model_fields[loc[-2]].annotation) is not dict
 
 
 def explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
@@ -375,6 +400,8 @@ def explain(error: ValidationError, data: dict[str, Any]) -> list[str]:
             messages.append(f"{key}: {got!r} is not allowed; {err['msg'].replace('Input should be', 'choose')}")
         elif kind == "model_type" or kind == "dict_type":
             messages.append(f"{key}: expected a section of keys, got {err.get('input')!r}")
+        elif kind == "value_error":  # a model's own check: its message says what is wrong
+            messages.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
         else:
             messages.append(f"{key}: {err['msg']}, got {err.get('input')!r}")
     for loc, errs in unions.items():

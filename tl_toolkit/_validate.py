@@ -14,6 +14,8 @@ from ._errors import RecipeError, UserError
 from ._paths import output_dir_problems
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
+from ._sweep_config import SearchParam
+from ._sweep_space import space_problems
 from ._tasks import task_problems
 from ._trackers import tracker_problems
 from ._weights import weights_folder_problems
@@ -40,6 +42,7 @@ def check_recipe(recipe: Recipe) -> list[str]:
         problems.append(f"train.soup: {recipe.train.soup!r} averages the kept epoch checkpoints, and this run keeps "
                         f"{min(recipe.train.keep_checkpoints, recipe.train.epochs)}; set train.keep_checkpoints and "
                         f"train.epochs to 2 or more, or train.soup=null")
+    problems.extend(space_problems(recipe))
     return problems
 
 
@@ -111,7 +114,25 @@ def _check_sections(data: dict[str, Any]) -> list[str]:
             problems.extend(_plugin_problems(kind, section["plugin"], section.get("options")))
     with contextlib.suppress(ValidationError):  # an invalid data section is reported by the schema
         problems.extend(check_data_paths(DataConfig.model_validate(data.get("data"))))
+    problems.extend(_check_space(data))
     return problems
+
+
+def _check_space(data: dict[str, Any]) -> list[str]:
+    """The space checks of the sweep's keys that pass the schema, when others (or other sections) do not."""
+    sweep = data.get("sweep")
+    space = sweep.get("space") if isinstance(sweep, dict) else None
+    if not isinstance(sweep, dict) or not isinstance(space, dict):
+        return []
+    valid = {}
+    for key, spec in space.items():
+        with contextlib.suppress(ValidationError):
+            valid[key] = SearchParam.model_validate(spec)
+    try:
+        recipe = Recipe.model_validate({**data, "sweep": {**sweep, "space": valid}})
+    except ValidationError:
+        return []  # other sections are broken too: the schema's messages say so
+    return space_problems(recipe)
 
 
 def validate(
