@@ -131,7 +131,10 @@ def run_card(readme: Path, inputs: list[str]) -> tuple[list[Any], Any]:
             records.append(record.getMessage())
 
     handler = _Collect(logging.WARNING)
-    logging.getLogger().addHandler(handler)
+    # transformers' loggers do not propagate to the root logger: listen to each library's own as well.
+    loggers = [logging.getLogger(name) for name in ("", "transformers", "sentence_transformers", "peft", "timm")]
+    for logger in loggers:
+        logger.addHandler(handler)
     namespace: dict[str, Any] = {"__name__": "__card__"}
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out, \
@@ -140,7 +143,8 @@ def run_card(readme: Path, inputs: list[str]) -> tuple[list[Any], Any]:
             exec(compile(card_code(readme), str(readme), "exec"), namespace)
             labels, scores = namespace["predict"](inputs)
     finally:
-        logging.getLogger().removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
     said = [*records, *(str(w.message) for w in caught), out.getvalue(), err.getvalue()]
     problems = [line for text in said for line in text.splitlines() if _WEIGHT_PROBLEMS.search(line)]
     assert not problems, f"{readme}'s code loads weights that do not fit: {problems[:5]}"
