@@ -50,8 +50,15 @@ def test_a_change_to_any_key_part_is_a_new_cache_file(tiny_bert_dir: Path, tmp_p
     _text_run(tiny_bert_dir, tmp_path / "a", "train.epochs=1")
     files = len(list(_cache_in_tmp.glob("*.safetensors")))
     assert files == 2
-    # preprocessing (token budget), data (another sample), weights (random initialisation): each misses
-    for i, change in enumerate(["data.max_length=16", "data.max_train_samples=80", "backbone.pretrained=false"]):
+    # preprocessing (token budget), data (another sample), weights (one tensor nudged): each misses. Not
+    # backbone.pretrained=false: the fixture's weights are themselves a seed-0 initialisation, the same one.
+    from safetensors.torch import load_file, save_file
+
+    state = {f"bert.{k}": v.clone() for k, v in load_file(str(tiny_bert_dir / "model.safetensors")).items()}
+    state["bert.embeddings.word_embeddings.weight"] += 0.01
+    save_file(state, str(tmp_path / "nudged.safetensors"))
+    for i, change in enumerate(["data.max_length=16", "data.max_train_samples=80",
+                                f"backbone.weights={tmp_path / 'nudged.safetensors'}"]):
         result = _text_run(tiny_bert_dir, tmp_path / f"b{i}", "train.epochs=1", change)
         assert result.summary["feature_cache"]["hits"][0] is False, change
         now = len(list(_cache_in_tmp.glob("*.safetensors")))
