@@ -120,9 +120,11 @@ def _case_env(world: World, case: Case, suffix: str = "") -> Env:
 def _as_nobody(world: World) -> Callable[[], None]:
     def drop() -> None:
         import concurrent.futures.process  # noqa: F401 - what root's Python keeps from nobody: imported first
+        import logging.handlers  # noqa: F401
 
         import datasets
         import sklearn.metrics  # noqa: F401
+        import timm  # noqa: F401 - resnet's model_problems imports it during tl validate
 
         datasets.config.HF_DATASETS_CACHE = world.root / "hf-cache"  # root's cache is not nobody's
         drop_privileges()
