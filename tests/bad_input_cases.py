@@ -626,8 +626,9 @@ PLAN_CASES = [
          ("data.eval", "absent.tsv")),
     Case("plan:missing model directory", lambda e: ["plan", e.write(e.text_recipe(backbone={
         "model": str(e.dir / "nomodel")}))], ("backbone.model", "nomodel")),
-    Case("plan:init_from", lambda e: ["plan", e.write(e.text_recipe(backbone={"init_from": str(
-        e.world.runs["text"])}))], ("backbone.init_from", "plan the source run first")),
+    Case("plan:init_from a source recipe not run yet", lambda e: ["plan", e.write(e.text_recipe(backbone={
+        "init_from": e.write(e.text_recipe(output_dir=str(e.dir / "src-run")), "src.yaml")}))],
+         ("backbone.init_from: the source recipe", "src.yaml", "has no finished run", "run `tl run")),
     Case("plan:a single class", lambda e: ["plan", e.write(e.text_recipe(data={"train": e.data("one.tsv", ONE_CLASS)}))],
          ("label column 'label'", "one.tsv", "two"), defect=5),
     Case("plan:ragged data", lambda e: ["plan", e.write(e.text_recipe(data={"train": e.data("r.tsv", RAGGED)}))],

@@ -31,7 +31,17 @@ def main(run_dir: str, out: str) -> None:
     torch.manual_seed(0)
     loaded = load_model_dir(run_dir)
     recipe = load_recipe(Path(run_dir) / "recipe.yaml")
-    model = loaded.model.train()
+
+    def build() -> torch.nn.Module:
+        """The model as ``tl run`` builds it for training (the strategy's parameters trainable)."""
+        from tl_toolkit import Task
+
+        fresh = loaded.backbone.build(Task(loaded.label_names, "classification"), None)
+        return loaded.strategy.apply(fresh, loaded.backbone)
+
+    model = build()
+    model.load_state_dict(loaded.model.state_dict())  # the finished run's weights
+    model.train()
     for stack in [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]:
         for layer in stack:  # each transformer layer its own shard unit, as accelerate's auto-wrap does
             fully_shard(layer)
@@ -49,14 +59,6 @@ def main(run_dir: str, out: str) -> None:
     with torch.no_grad():
         after = loaded.backbone.forward(model, batch)
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    source = None
-
-    def build() -> torch.nn.Module:
-        from tl_toolkit import Task
-
-        fresh = loaded.backbone.build(Task(loaded.label_names, recipe.data.task), source)
-        return loaded.strategy.apply(fresh, loaded.backbone)
-
     copy = unsharded_copy(full, build)
     if dist.get_rank() == 0:
         from tl_toolkit import Task

@@ -33,7 +33,7 @@ def test_fsdp2_sharded_model_saves_and_reloads_in_the_plain_library(strategy: st
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(ROOT / "tests" / "fsdp_worker.py"), str(tmp_path / "run"), str(out)],
         capture_output=True, text=True, env=env, timeout=300,
     )

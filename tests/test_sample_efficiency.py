@@ -76,10 +76,10 @@ def test_grid_runs_every_strategy_on_the_same_examples_and_reuses_eval_features(
     (["--train-sizes", "8", "--seeds", "0,a"], "--seeds: 'a' is not a whole number"),
     (["--seeds", "0,1"], "--seeds: seeds apply to a sample-efficiency grid"),
 ])
-def test_bad_grid_flags_are_one_sentence(tmp_path: Path, args: list[str], words: str,
+def test_bad_grid_flags_are_one_sentence(tmp_path: Path, args: list[str], words: str, tiny_bert_dir: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"name: r\nbackbone: {{plugin: bert, model: {tmp_path}}}\n"
+    recipe.write_text(f"name: r\nbackbone: {{plugin: bert, model: {tiny_bert_dir}}}\n"
                       f"data: {{format: csv, train: {SST2 / 'train.tsv'}, eval: {SST2 / 'dev.tsv'}}}\n")
     assert main(["compare", str(recipe), *args]) == 2
     err = capsys.readouterr().err

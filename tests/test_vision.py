@@ -174,7 +174,7 @@ def test_resnet50_from_timm_weights_trains_saves_and_reloads_in_plain_timm(
 
 
 def test_model_directory_without_config_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(tl_toolkit.UserError, match=r"backbone.model: .* directory without config.json"):
+    with pytest.raises(tl_toolkit.UserError, match=r"backbone.model: local model directory .* holds no config.json; give the folder a model was saved to"):
         tl_toolkit.finetune(digits_recipe(tmp_path / "run", model=str(tmp_path)), quiet=True)
 
 

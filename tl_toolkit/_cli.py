@@ -211,21 +211,23 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ._compare import compare
+    from ._sample_efficiency import parse_seeds, parse_sizes, sample_efficiency
     from ._validate import validate
 
     _output_problems("--output", args.output)
+    # The flags first: a typo in them is found without loading the recipe's model.
+    flag_sizes = parse_sizes(args.train_sizes) if args.train_sizes else None
+    flag_seeds = parse_seeds(args.seeds) if args.seeds else None
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(args.quiet)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
     output = Path(args.output) if args.output else None
-    from ._sample_efficiency import parse_seeds, parse_sizes, sample_efficiency
-
-    sizes: list[int | str] = parse_sizes(args.train_sizes) if args.train_sizes else list(recipe.compare.train_sizes)
+    sizes: list[int | str] = flag_sizes or list(recipe.compare.train_sizes)
     if sizes:
-        seeds = parse_seeds(args.seeds) if args.seeds else recipe.compare.seeds
+        seeds = flag_seeds or recipe.compare.seeds
         sample_efficiency(recipe, strategies, sizes, seeds, output, quiet=args.quiet)
         return 0
-    if args.seeds:
+    if flag_seeds:
         raise UserError("--seeds: seeds apply to a sample-efficiency grid; give --train-sizes too")
     compare(recipe, strategies, output, quiet=args.quiet)
     return 0

@@ -85,30 +85,6 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
         ) from None
 
 
-def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: bool, recipe: Recipe):
-    import torch
-    from torch.utils.data import DataLoader
-
-    generator = torch.Generator().manual_seed(recipe.seed)
-    lengths = backbone.lengths(ds) if shuffle and recipe.train.group_by_length else None
-    sampler = None
-    if lengths is not None:  # similar lengths share a batch: less padding, same randomness across batches
-        from ._sampling import LengthGroupedSampler
-
-        sampler, shuffle = LengthGroupedSampler(lengths, batch_size, recipe.seed), False
-    return DataLoader(
-        ds,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        sampler=sampler,
-        collate_fn=backbone.collate,
-        num_workers=recipe.train.num_workers,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=recipe.train.num_workers > 0,
-        generator=generator if shuffle else None,
-    )
-
-
 def evaluate(
     model: nn.Module, loader: Any, backbone: Backbone, accelerator: Accelerator, task: TaskPlugin,
     outputs: dict[str, Any] | None = None,
@@ -285,19 +261,6 @@ def fit(
 def _warn_stuck(accelerator: Accelerator, recipe: Recipe, warning: str | None) -> None:
     if warning and accelerator.is_main_process:
         print(f"{recipe.name}: warning: strategy {recipe.strategy.plugin!r}: {warning}", file=sys.stderr, flush=True)
-
-
-def _loss_and_finite(accelerator: Accelerator, loss: Any) -> tuple[float, bool]:
-    """The batch's loss, and whether it is finite on every process (they must agree, or one would
-    step while another stops), read from the device in one transfer."""
-    import torch
-
-    value = loss.detach().float().reshape(1)
-    finite = torch.isfinite(value).to(torch.float32)
-    if accelerator.num_processes > 1:
-        finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
-    loss_value, all_finite = torch.cat([value, finite]).tolist()
-    return loss_value, all_finite == 1.0
 
 
 def _on_nonfinite(accelerator: Accelerator, cfg: Any, value: float, state: TrainState, root: Path) -> None:

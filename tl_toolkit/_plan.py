@@ -103,7 +103,7 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
         "size_unit": "padded tokens" if backbone.lengths(train_ds) is not None else "inputs x pixels",
         "seconds_per_epoch": estimate, "seconds_per_epoch_range": [low, high], "epochs": recipe.train.epochs,
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
-        "pretrain": strategy.pretrain_plan(len(data.train), Task(data.label_names, recipe.data.task)),
+        "pretrain": strategy.pretrain_plan(len(data.train), Task(data.label_names, task.head)),
         "loop_epochs": strategy.loop_epochs(recipe.train.epochs),
     }
 

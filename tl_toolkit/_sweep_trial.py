@@ -84,63 +84,86 @@ def run_launched_trial(spec: TrialSpec, report: Reporter, processes: int, gpus: 
                        echo: Callable[[str], None] | None = None) -> TrialOutcome:
     """Run the trial on ``processes`` processes through ``accelerate launch`` (several GPUs for one trial).
 
-    The processes write ``metrics.jsonl`` as any run does; each new evaluation row is reported to the study
-    as it appears, and a pruned trial's processes are stopped (its checkpoint stays for ``--resume``).
+    The processes write ``metrics.jsonl`` as any run does; each new evaluation row is reported to the
+    study, and the verdict goes back to the processes, which wait for it at the epoch's end
+    (:mod:`tl_toolkit._sweep_worker`): a pruned trial stops after exactly the epoch the pruner saw, and
+    its checkpoint stays for ``--resume``.
     """
     import json
     import os
+    import shutil
     import signal
     import subprocess
     import sys
+    import tempfile
 
     import yaml
+
+    from ._sweep_worker import ERROR_PREFIX, write_verdict
 
     started, wall = time.perf_counter(), time.time()
     run_dir = Path(spec.recipe["output_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     recipe_file = run_dir.parent / f"{run_dir.name}.trial.yaml"
     recipe_file.write_text(yaml.safe_dump(spec.recipe, sort_keys=False), encoding="utf-8")
+    verdicts = run_dir.parent / f"{run_dir.name}.verdicts"
+    shutil.rmtree(verdicts, ignore_errors=True)  # a resumed trial hears its epochs again
+    verdicts.mkdir()
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
                "--num_machines", "1", "--dynamo_backend", "no"]
     command += ["--multi_gpu"] if processes > 1 else []
-    command += ["-m", "tl_toolkit", "run", str(recipe_file), "-q", *(["--resume"] if spec.resume else [])]
+    command += ["-m", "tl_toolkit._sweep_worker", str(recipe_file), str(verdicts), str(os.getpid()),
+                *(["--resume"] if spec.resume else [])]
     env = dict(os.environ)
     if not gpus:
         env["ACCELERATE_USE_CPU"] = "1"  # processes on the CPU (gloo), as the README's two-process example
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    # A file, not a pipe: a full pipe would stall the trial. Closed below, or with the object on an error.
+    errlog = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errlog, start_new_session=True)
     seen: list[float] = []
     reported: set[int] = set()
+    pruned = False
     metrics = run_dir / "metrics.jsonl"
 
     def outcome(status: str, value: float | None, error: str | None = None) -> TrialOutcome:
         return TrialOutcome(spec.number, status, value, time.perf_counter() - started, seen, error, wall, time.time())
 
-    while True:
+    def stop(error: UserError) -> UserError:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        return error
+
+    while not pruned:
         finished = proc.poll() is not None
-        rows = metrics.read_text(encoding="utf-8").splitlines() if metrics.is_file() else []
-        for row in map(json.loads, (r for r in rows if '"kind": "eval"' in r)):
+        text = metrics.read_text(encoding="utf-8") if metrics.is_file() else ""
+        complete_lines = text.split("\n")[:-1]  # the last line may be half written
+        for row in map(json.loads, (r for r in complete_lines if '"kind": "eval"' in r)):
             if row["epoch"] in reported:
-                continue  # a resumed run writes its earlier epochs again
+                continue
             reported.add(row["epoch"])
             if spec.metric not in row["eval"]:
-                os.killpg(proc.pid, signal.SIGTERM)
-                raise UserError(f"sweep.metric: {spec.metric!r} is not a metric of this run; choose one of "
-                                f"{', '.join(sorted(row['eval']))}")
+                raise stop(UserError(f"sweep.metric: {spec.metric!r} is not a metric of this run; choose one of "
+                                     f"{', '.join(sorted(row['eval']))}"))
             seen.append(float(row["eval"][spec.metric]))
             if echo:
                 echo(f"  trial {spec.number:03d} epoch {row['epoch']}: {spec.metric} {seen[-1]:.4f}")
-            if report(spec.number, seen[-1], int(row["epoch"])):
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
-                return outcome("pruned", seen[-1])
+            pruned = report(spec.number, seen[-1], int(row["epoch"]))
+            write_verdict(verdicts, int(row["epoch"]), pruned)
+            if pruned:
+                break
         if finished:
             break
-        time.sleep(0.5)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    if proc.returncode == 2:  # a user error, one line each
-        return outcome("failed", None, " ".join(ln.split("error: ", 1)[-1] for ln in stderr.splitlines()
-                                                if "error: " in ln))
+        time.sleep(0.2)
+    proc.wait()
+    errlog.seek(0)
+    stderr = errlog.read()
+    errlog.close()
+    shutil.rmtree(verdicts, ignore_errors=True)
+    if pruned:
+        return outcome("pruned", seen[-1])
+    errors = [ln.split(ERROR_PREFIX, 1)[1] for ln in stderr.splitlines() if ERROR_PREFIX in ln]
+    if errors:  # a user error, one line each (from every process: keep each once)
+        return outcome("failed", None, " ".join(dict.fromkeys(errors)))
     if proc.returncode != 0:
         raise RuntimeError(f"trial {spec.number:03d}: accelerate launch exited {proc.returncode}:\n{stderr[-3000:]}")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))

@@ -44,8 +44,6 @@ class TrainStep:
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
         """Train on ``batch`` (an optimizer step when accumulation is complete); the loss and whether it is finite."""
-        from ._engine import _loss_and_finite
-
         accelerator = self.accelerator
         with accelerator.accumulate(self.model):
             batch = self.backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
@@ -94,7 +92,6 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     """
     from transformers import get_scheduler
 
-    from ._engine import _loader
 
     cfg = recipe.train
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
@@ -118,3 +115,40 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     scheduler = accelerator.prepare(scheduler)
     step = TrainStep(accelerator, model, backbone, strategy, objective, optimizer, scheduler, cfg.max_grad_norm)
     return Training(model, optimizer, scheduler, train_loader, eval_loader, step, recomputes)
+
+
+def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: bool, recipe: Recipe):
+    import torch
+    from torch.utils.data import DataLoader
+
+    generator = torch.Generator().manual_seed(recipe.seed)
+    lengths = backbone.lengths(ds) if shuffle and recipe.train.group_by_length else None
+    sampler = None
+    if lengths is not None:  # similar lengths share a batch: less padding, same randomness across batches
+        from ._sampling import LengthGroupedSampler
+
+        sampler, shuffle = LengthGroupedSampler(lengths, batch_size, recipe.seed), False
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        sampler=sampler,
+        collate_fn=backbone.collate,
+        num_workers=recipe.train.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=recipe.train.num_workers > 0,
+        generator=generator if shuffle else None,
+    )
+
+
+def _loss_and_finite(accelerator: Accelerator, loss: Any) -> tuple[float, bool]:
+    """The batch's loss, and whether it is finite on every process (they must agree, or one would
+    step while another stops), read from the device in one transfer."""
+    import torch
+
+    value = loss.detach().float().reshape(1)
+    finite = torch.isfinite(value).to(torch.float32)
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, reduction="sum") / accelerator.num_processes
+    loss_value, all_finite = torch.cat([value, finite]).tolist()
+    return loss_value, all_finite == 1.0

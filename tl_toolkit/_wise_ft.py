@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["wise_ft"]
 
 
-def _starting_model(recipe: Any, label_names: list[str]) -> nn.Module:
+def _starting_model(recipe: Any, label_names: list[str], head_kind: str) -> nn.Module:
     """The run's model before training, as ``tl run`` built it (head random: it is never used)."""
     from accelerate.utils import set_seed
 
@@ -35,7 +35,7 @@ def _starting_model(recipe: Any, label_names: list[str]) -> nn.Module:
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
     source = _load_source(_resolve_source(recipe, quiet=True), recipe) if recipe.backbone.init_from else None
     set_seed(recipe.seed)
-    return backbone.build(Task(label_names, recipe.data.task), source)
+    return backbone.build(Task(label_names, head_kind), source)
 
 
 def _interpolate(start: dict[str, Any], tuned: dict[str, Any], alpha: float, head: tuple[str, ...]) -> dict:
@@ -69,9 +69,9 @@ def wise_ft(run_dir: str | Path, alphas: list[float], overrides: list[str] | Non
 
     from ._data import load_task_data
     from ._engine import evaluate, make_accelerator
-    from ._metrics import Objective
     from ._pipeline import _save_model, load_model_dir, resolve_run_dir
     from ._plugin_api import Task
+    from ._tasks import make_task
 
     bad = [a for a in alphas if not 0.0 <= a <= 1.0]
     if bad or not alphas:
@@ -80,8 +80,10 @@ def wise_ft(run_dir: str | Path, alphas: list[float], overrides: list[str] | Non
     out = model_dir.parent
     recipe = load_recipe(out / "recipe.yaml")
     loaded = load_model_dir(model_dir, merge=True)
+    task = make_task(recipe.data, recipe.train)
+    task.setup(loaded.label_names)
     tuned = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
-    start = _starting_model(recipe, loaded.label_names).state_dict()
+    start = _starting_model(recipe, loaded.label_names, task.head).state_dict()
     missing = [k for k in tuned if k not in start or start[k].shape != tuned[k].shape]
     if missing:
         raise UserError(f"{out}: the rebuilt starting model does not match the fine-tuned one ({missing[:3]}); "
@@ -94,25 +96,25 @@ def wise_ft(run_dir: str | Path, alphas: list[float], overrides: list[str] | Non
     accelerator = make_accelerator(recipe)
     loaders = {}
     for name, r in sets.items():
-        data = load_task_data(r.data, loaded.backbone.modality, r.seed)
+        data = load_task_data(r.data, loaded.backbone.modality, r.seed, make_task(r.data, r.train))
         if data.label_names != loaded.label_names:
             raise UserError(f"data: the {name} data's labels {data.label_names[:20]} differ from the model's "
                             f"{loaded.label_names[:20]}")
-        ds = loaded.backbone.preprocess(data.eval, train=False)
+        ds = task.prepare(loaded.backbone, data.eval, train=False)
         size = recipe.train.eval_batch_size or 2 * recipe.train.batch_size  # the run's batches: same sums
         loaders[name] = accelerator.prepare(DataLoader(ds, batch_size=size, collate_fn=loaded.backbone.collate))
     model = accelerator.prepare(loaded.model)
-    objective = Objective.for_run(recipe, loaded.label_names)
-    metric = recipe.train.best_metric or ("accuracy" if objective.problem_type == "classification" else "loss")
+    metric = recipe.train.best_metric or next(iter(task.metric_goals), "loss")
+    lower_is_better = metric == "loss" or task.metric_goals.get(metric) == "min"
 
     rows = []
     for alpha in alphas:
         accelerator.unwrap_model(model).load_state_dict(_interpolate(start, tuned, alpha, head))
         row: dict[str, Any] = {"alpha": alpha}
         for name, loader in loaders.items():
-            row[name] = evaluate(model, loader, loaded.backbone, accelerator, objective)
+            row[name] = evaluate(model, loader, loaded.backbone, accelerator, task)
         rows.append(row)
-    best = (min if metric.endswith("loss") else max)(rows, key=lambda r: r["eval"][metric])
+    best = (min if lower_is_better else max)(rows, key=lambda r: r["eval"][metric])
     chosen = best["alpha"] if save_alpha is None else save_alpha
     target = out / "wise_ft"
     target.mkdir(exist_ok=True)
@@ -125,7 +127,7 @@ def wise_ft(run_dir: str | Path, alphas: list[float], overrides: list[str] | Non
 
     run_out.mkdir(exist_ok=True)
     _save_model(model_plain, loaded.backbone, registry.get("strategy", "full")({}), saved,
-                Task(loaded.label_names, recipe.data.task), run_out)
+                Task(loaded.label_names, task.head), run_out)
     (run_out / "recipe.yaml").write_text(saved.to_yaml())
     chosen_row = next((r for r in rows if r["alpha"] == chosen), None)
     (run_out / "summary.json").write_text(json.dumps({
