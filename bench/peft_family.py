@@ -8,9 +8,10 @@ through ``finetune`` as ``tl run`` would, on
 - ``resnet18``: the CIFAR-10 target task of ``recipes/cifar10_resnet18_target_lora.yaml``
   (500 images, 5 classes, 5,000 test images), starting from the source run (trained first).
 
-The reload check loads each saved model with plain transformers / timm and peft only
-(``PeftModel.from_pretrained(<base/>, model/)``) and compares its predictions on the first 64
-eval examples with ``tl_toolkit.predict``'s. PiSSA is refused on convolutions, so it has no
+The reload check runs the Python block of each saved model's card (``model/README.md``) as a user
+pastes it (``tl_toolkit.testing.run_card``: plain peft over transformers / timm where the adapters
+are saved as an adapter, sentence-transformers where a pooled model's adapters are saved merged)
+and compares its labels and probabilities on the first 64 eval examples with ``tl_toolkit.predict``'s. PiSSA is refused on convolutions, so it has no
 ResNet row. ``--wise-ft`` also runs the WiSE-FT curve of the full fine-tuning target run, and
 ``--soups`` uniform and greedy soups against the last checkpoint of one run.
 
@@ -67,35 +68,6 @@ def _recipe(kind: str) -> Path:
     return ROOT / "recipes" / ("sst2_bert_lora.yaml" if kind == "minilm" else "cifar10_resnet18_target_lora.yaml")
 
 
-def _plain_predictions(kind: str, model_dir: Path, eval_rows: list[Any]) -> list[int]:
-    """Label indices from plain transformers / timm + peft, without tl_toolkit."""
-    import torch
-    from peft import PeftModel
-
-    if kind == "minilm":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        base_dir = model_dir / "base"
-        if (base_dir / "classifier.safetensors").is_file():  # a pooled sentence-transformers layout
-            return []
-        model = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(base_dir), model_dir)
-        tok = AutoTokenizer.from_pretrained(base_dir)
-        with torch.no_grad():
-            logits = model.eval()(**tok(eval_rows, padding=True, truncation=True, max_length=128,
-                                        return_tensors="pt")).logits
-        return logits.argmax(-1).tolist()
-    import timm
-    from PIL import Image
-    from timm.data import create_transform, resolve_data_config
-
-    model = PeftModel.from_pretrained(timm.create_model(f"local-dir:{model_dir / 'base'}", pretrained=True),
-                                      model_dir).eval()
-    transform = create_transform(**resolve_data_config({}, model=model.get_base_model()))
-    batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in eval_rows])
-    with torch.no_grad():
-        return model(batch).argmax(-1).tolist()
-
-
 def _eval_inputs(kind: str) -> list[Any]:
     if kind == "minilm":
         return [line.split("\t")[0] for line in (SST2 / "dev.tsv").read_text().splitlines()[1:65]]
@@ -104,22 +76,27 @@ def _eval_inputs(kind: str) -> list[Any]:
 
 
 def _reload_check(kind: str, run_dir: Path) -> str:
+    """The model card's own code, run as a user pastes it, against ``tl_toolkit.predict`` on 64 eval inputs."""
     from tl_toolkit import predict
+    from tl_toolkit.testing import run_card
 
     inputs = _eval_inputs(kind)
-    plain = _plain_predictions(kind, run_dir / "model", inputs)
-    if not plain:
-        return "n/a (pooled)"
     if kind == "minilm":
         file = run_dir.parent / f"{run_dir.name}-inputs.txt"
         file.write_text("\n".join(inputs) + "\n")
-        args: list[Any] = [file]
+        args = [str(file)]
     else:
-        args = list(inputs)
-    labels = json.loads((run_dir / "model" / "tl_toolkit.json").read_text())["label_names"]
-    ours = [labels.index(row["label"]) for row in predict(run_dir, [str(a) for a in args])]
-    same = sum(a == b for a, b in zip(plain, ours, strict=True))
-    return "same" if same == len(ours) else f"{same}/{len(ours)} same"
+        args = [str(p) for p in inputs]
+    labels, scores = run_card(run_dir / "model" / "README.md", [str(x) for x in inputs])
+    code = (run_dir / "model" / "README.md").read_text()
+    library = "peft" if "PeftModel" in code else ("sentence-transformers" if "SentenceTransformer" in code
+                                                  else "timm" if "timm" in code else "transformers")
+    names = json.loads((run_dir / "model" / "tl_toolkit.json").read_text())["label_names"]
+    ours = predict(run_dir, args, top_k=len(names))
+    same = sum(a == row["label"] for a, row in zip(labels, ours, strict=True))
+    diff = max(abs({e["label"]: e["score"] for e in row["top_k"]}[names[i]] - p)
+               for row, plain in zip(ours, scores.tolist(), strict=True) for i, p in enumerate(plain))
+    return f"{library}: {same}/{len(ours)} labels, max diff {diff:.1e}"
 
 
 def run(kinds: list[str], out: Path, epochs: int | None) -> list[dict[str, Any]]:
@@ -150,7 +127,7 @@ def run(kinds: list[str], out: Path, epochs: int | None) -> list[dict[str, Any]]
 
 COLUMNS = [("model", "model", ""), ("variant", "variant", ""), ("accuracy", "accuracy", ".4f"),
            ("trainable", "trainable", ",d"), ("train_seconds", "train s", ".1f"), ("seconds", "run s", ".1f"),
-           ("reload", "plain peft reload", "")]
+           ("reload", "model card code vs tl predict", "")]
 
 
 def wise_ft_curve(out: Path) -> dict[str, Any]:

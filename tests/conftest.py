@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tl_toolkit.testing import run_card
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -100,55 +101,6 @@ def predict_inputs(backbone: str, tmp_path: Path) -> list[str]:
         file.write_text("\n".join(lines) + "\n")
         return [str(file)]
     return [str(p) for p in sorted((CIFAR10 / "test" / "cat").glob("*.jpg"))[:10]]
-
-
-# What the plain libraries say when weights do not fit the model they build (transformers' load report, peft,
-# sentence-transformers, timm): a snippet that prints any of these loaded a different model than tl_toolkit saved.
-_WEIGHT_PROBLEMS = re.compile(r"missing|unexpected|newly initiali[sz]ed|not initiali[sz]ed|not used|mismatch", re.I)
-
-
-def card_code(readme: Path) -> str:
-    """The Python code block of a model card or export README, exactly as a user copies it."""
-    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 1, f"{readme} shows {len(blocks)} Python blocks"
-    return blocks[0]
-
-
-def run_card(readme: Path, inputs: list[str]) -> tuple[list[Any], Any]:
-    """Execute the card's code as written, then its ``predict`` on ``inputs``: (labels, scores).
-
-    Fails when a library reports weights that are missing, unexpected or newly initialised while loading.
-    """
-    import contextlib
-    import io
-    import logging
-    import warnings
-
-    records: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    handler = _Collect(logging.WARNING)
-    # transformers' loggers do not propagate to the root logger: listen to each library's own as well.
-    loggers = [logging.getLogger(name) for name in ("", "transformers", "sentence_transformers", "peft", "timm")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    namespace: dict[str, Any] = {"__name__": "__card__"}
-    try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out, \
-                contextlib.redirect_stderr(io.StringIO()) as err:
-            warnings.simplefilter("always")
-            exec(compile(card_code(readme), str(readme), "exec"), namespace)
-            labels, scores = namespace["predict"](inputs)
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-    said = [*records, *(str(w.message) for w in caught), out.getvalue(), err.getvalue()]
-    problems = [line for text in said for line in text.splitlines() if _WEIGHT_PROBLEMS.search(line)]
-    assert not problems, f"{readme}'s code loads weights that do not fit: {problems[:5]}"
-    return labels, scores
 
 
 def plain_predictions(model_dir: Path, inputs: list[str]) -> list[Any]:

@@ -17,9 +17,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import CIFAR10, SST2, card_code, run_card
+from conftest import CIFAR10, SST2
 
 from tl_toolkit import export_run, predict
+from tl_toolkit.testing import card_code, run_card
 
 N_EXAMPLES = 100
 TOLERANCE = 1e-4

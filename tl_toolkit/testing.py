@@ -10,6 +10,8 @@
   seconds on them or on the built-in ``digits`` images.
 - :class:`StubBackbone`: just enough of a backbone to unit-test a strategy on any ``nn.Module``.
 - :func:`run_tl`: the real CLI in a subprocess, offline.
+- :func:`card_code`, :func:`run_card`: the Python block of a model card, and that block executed as a
+  user pastes it (what a backbone's ``usage`` promises, checked against ``tl predict``).
 
 Importing this module does not import torch.
 """
@@ -17,6 +19,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,9 +33,11 @@ from ._registry import GROUPS, PluginInfo, registry
 
 __all__ = [
     "StubBackbone",
+    "card_code",
     "check_plugin",
     "load_plugin",
     "registered",
+    "run_card",
     "run_tl",
     "tiny_backbone",
     "tiny_bert",
@@ -226,3 +231,54 @@ def run_tl(*args: str | Path, cwd: str | Path = ".", timeout: int = 600) -> subp
         [sys.executable, "-m", "tl_toolkit", *map(str, args)], cwd=cwd, capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
     )
+
+
+# What the plain libraries say when weights do not fit the model they build (transformers' load report, peft,
+# sentence-transformers, timm): a snippet that prints any of these loaded a different model than tl_toolkit saved.
+_WEIGHT_PROBLEMS = re.compile(r"missing|unexpected|newly initiali[sz]ed|not initiali[sz]ed|not used|mismatch", re.I)
+
+
+def card_code(readme: Path) -> str:
+    """The Python code block of a model card or export README, exactly as a user copies it."""
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, f"{readme} shows {len(blocks)} Python blocks"
+    return blocks[0]
+
+
+def run_card(readme: Path, inputs: list[Any]) -> tuple[list[Any], Any]:
+    """Execute the card's code as written (no tl_toolkit in it), then its ``predict`` on ``inputs``: (labels, scores).
+
+    ``readme`` is a run's ``model/README.md`` or an export's README; ``inputs`` are texts or image paths.
+    Fails (AssertionError) when a library reports weights that are missing, unexpected or newly
+    initialised while loading: the card would give a user a different model than the run saved.
+    """
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    records: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = _Collect(logging.WARNING)
+    # transformers' loggers do not propagate to the root logger: listen to each library's own as well.
+    loggers = [logging.getLogger(name) for name in ("", "transformers", "sentence_transformers", "peft", "timm")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    namespace: dict[str, Any] = {"__name__": "__card__"}
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out, \
+                contextlib.redirect_stderr(io.StringIO()) as err:
+            warnings.simplefilter("always")
+            exec(compile(card_code(readme), str(readme), "exec"), namespace)
+            labels, scores = namespace["predict"](inputs)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    said = [*records, *(str(w.message) for w in caught), out.getvalue(), err.getvalue()]
+    problems = [line for text in said for line in text.splitlines() if _WEIGHT_PROBLEMS.search(line)]
+    assert not problems, f"{readme}'s code loads weights that do not fit: {problems[:5]}"
+    return labels, scores
