@@ -48,13 +48,22 @@ def run_toolkit(args: argparse.Namespace, train_file: Path, test_file: Path, out
 
     if args.clock == "cpu":  # the engine times its epochs with time.perf_counter: give it this process's CPU clock
         _engine.time = types.SimpleNamespace(perf_counter=time.process_time)  # type: ignore[assignment]
+    if args.torch_dropout:  # PyTorch's own dropout and attention instead of tl_toolkit's CPU dropout
+        import tl_toolkit_plugins.bert_attention
+
+        import tl_toolkit._dropout
+
+        tl_toolkit._dropout.use_fast_dropout = lambda model: 0  # type: ignore[assignment]
+        tl_toolkit_plugins.bert_attention.install = lambda model: False  # type: ignore[assignment]
     recipe = {
         "name": f"ner-bench-{args.strategy}", "seed": args.seed, "output_dir": str(out),
         "backbone": {"plugin": "bert", "model": MODEL},
         "data": {"format": "json", "train": str(train_file), "eval": str(test_file), "task": "token_classification",
                  "text_column": "tokens", "label_column": "ner_tags", "max_length": args.max_length},
         "strategy": {"plugin": args.strategy},
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "log_every_steps": 1000},
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "log_every_steps": 1000,
+                  "group_by_length": not args.no_group_by_length,
+                  **({"weight_decay": args.weight_decay} if args.weight_decay is not None else {})},
     }
     result = finetune(recipe, quiet=True)
     return {"f1": result.metrics["f1"], "train_seconds": result.summary["train_seconds"]}
@@ -137,6 +146,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (both runs)")
     parser.add_argument("--quick", action="store_true", help="500 training and 200 test sentences: a check")
     parser.add_argument("--no-trainer", action="store_true", help="tl_toolkit only")
+    parser.add_argument("--torch-dropout", action="store_true",
+                        help="tl_toolkit side: PyTorch's dropout and transformers' attention, not the CPU dropout")
+    parser.add_argument("--no-group-by-length", action="store_true", help="tl_toolkit side: random batches")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="tl_toolkit side (default: the recipe's 0.01; the Trainer's default is 0.0)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: CPU seconds of this process, for a machine shared with other jobs")
     args = parser.parse_args()

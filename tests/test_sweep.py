@@ -196,4 +196,5 @@ def test_ray_backend_runs_two_trials_at_once_and_the_leaderboard_is_the_study(ti
     assert [(r["trial"], r["status"], r["value"]) for r in board] == [
         (t.number, "complete", t.value) for t in trials]
     (a, b) = board
+    print(f"trial {a['trial']}: {a['started']:.2f}-{a['ended']:.2f}; trial {b['trial']}: {b['started']:.2f}-{b['ended']:.2f}")
     assert a["started"] < b["ended"] and b["started"] < a["ended"]  # the two trials ran side by side

@@ -152,6 +152,38 @@ def test_first_sub_token_alignment_truncation_and_windows(tiny_ner_dir: Path,
     assert tagged == [3, 0, 1, 0]  # every word tagged once, in order
 
 
+def test_training_loss_weighs_every_tagged_token_the_same_in_short_and_long_batches() -> None:
+    """Length-grouped batches: a batch of short sentences must not weigh its tokens more than one of long ones."""
+    import datasets
+    import torch
+
+    from tl_toolkit._recipe import DataConfig
+    from tl_toolkit._tasks import make_task
+    from tl_toolkit.testing import StubBackbone
+
+    task = make_task(DataConfig(format="json", task="token_classification", text_column="tokens"))
+    task.setup(["O", "B-PER"])
+
+    class Words(StubBackbone):  # one token a word, between [CLS] and [SEP]
+        def preprocess(self, ds: datasets.Dataset, train: bool) -> datasets.Dataset:
+            return ds.map(lambda row: {"word_ids": [-1, *range(len(row["tokens"])), -1]})
+
+    train = datasets.Dataset.from_dict({"tokens": [["a"], ["a", "b", "c", "d", "e", "f", "g"]],
+                                        "labels": [[1], [0] * 7]})
+    task.prepare(Words(), train, train=True)
+    assert task.tags_per_example == 4.0  # (1 + 7) / 2
+    torch.manual_seed(0)
+    short_logits, short_labels = torch.randn(2, 3, 2), torch.tensor([[-100, 1, -100]] * 2)
+    long_logits, long_labels = torch.randn(2, 9, 2), torch.tensor([[-100, *[0] * 7, -100]] * 2)
+    for logits, labels in ((short_logits, short_labels), (long_logits, long_labels)):
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="sum")
+        # each tagged token weighs 1 / (2 sentences x 4 tags a sentence), whatever the batch's own count
+        torch.testing.assert_close(task.loss(logits, labels), per_token / 8)
+    # a per-batch mean would weigh the short batch's tokens 7x the long batch's
+    assert not torch.allclose(task.loss(short_logits, short_labels),
+                              torch.nn.functional.cross_entropy(short_logits.transpose(1, 2), short_labels))
+
+
 # -- a run ---------------------------------------------------------------------------------------------------------
 
 
