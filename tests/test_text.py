@@ -211,6 +211,31 @@ def test_length_grouped_batches_are_random_reproducible_and_tight() -> None:
     assert means != sorted(means) and means != sorted(means, reverse=True)
 
 
+def test_smaller_length_groups_mix_more_kinds_of_example_and_the_task_sets_the_default() -> None:
+    """NER-like lengths (one-word lines beside long sentences): 50-batch groups make batches of one kind."""
+    from tl_toolkit import load_recipe
+    from tl_toolkit._sampling import LengthGroupedSampler
+    from tl_toolkit._tasks import make_task
+    from tl_toolkit._train_step import length_group_batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([rng.randint(1, 4), rng.randint(20, 40)]) for _ in range(6400)]
+
+    def mixed_batches(group: int) -> int:
+        order = list(LengthGroupedSampler(lengths, batch_size=32, seed=0, group_batches=group))
+        batches = [order[i:i + 32] for i in range(0, len(order), 32)]
+        return sum(min(lengths[i] for i in b) <= 4 < max(lengths[i] for i in b) for b in batches)
+
+    assert mixed_batches(2) > 2 * mixed_batches(50)
+    base = {"name": "g", "backbone": {"plugin": "bert", "model": "m"}, "data": {"format": "json", "train": "x"}}
+    ner = load_recipe({**base, "data": {**base["data"], "task": "token_classification"}})
+    sentences = load_recipe(base)
+    assert length_group_batches(ner, make_task(ner.data, ner.train)) == 16
+    assert length_group_batches(sentences, make_task(sentences.data, sentences.train)) == 50
+    chosen = load_recipe(ner, ["train.length_group_batches=4"])
+    assert length_group_batches(chosen, make_task(chosen.data, chosen.train)) == 4
+
+
 def test_length_grouped_batches_through_accelerate_shards_and_epochs() -> None:
     """accelerate moves the sampler on with set_epoch and hands each process whole batches of the same order."""
     from accelerate.data_loader import prepare_data_loader

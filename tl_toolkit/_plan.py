@@ -44,7 +44,7 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
     from ._memory import peak_memory
     from ._plugin_api import Task
     from ._tasks import make_task
-    from ._train_step import prepare_training
+    from ._train_step import length_group_batches, prepare_training
 
     accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
@@ -90,7 +90,7 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
                 seconds.append(time.perf_counter() - started)
             started = time.perf_counter()
     per_example = sizes[0] / examples[0] if sizes else 1.0
-    epoch_sizes = _epoch_sizes(recipe, backbone, train_ds, per_example)
+    epoch_sizes = _epoch_sizes(recipe, backbone, train_ds, per_example, length_group_batches(recipe, task))
     estimate, low, high = _extrapolate(sizes, seconds, epoch_sizes)
     return {
         "recipe": recipe.name, "backbone": backbone.describe(), "strategy": recipe.strategy.plugin,
@@ -132,7 +132,7 @@ def _examples(batch: dict[str, Any]) -> int:
     return int(batch["labels"].shape[0])
 
 
-def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: float) -> list[float]:
+def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: float, group_batches: int) -> list[float]:
     """The size of every batch of the first epoch, in the order the engine's sampler draws them.
 
     With lengths (text): each batch is padded to its longest example; without, every example has ``per_example``.
@@ -147,7 +147,7 @@ def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: floa
     if recipe.train.group_by_length:
         from ._sampling import LengthGroupedSampler
 
-        sampler = LengthGroupedSampler(lengths, bs, recipe.seed)
+        sampler = LengthGroupedSampler(lengths, bs, recipe.seed, group_batches)
         sampler.set_epoch(0)
         order = list(sampler)
     else:  # a shuffled order: any draw pads alike on average

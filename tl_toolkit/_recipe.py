@@ -134,6 +134,9 @@ class TrainConfig(_Section):
         None, description="loss weight per class (label order); auto: inverse frequency; null: equal"
     )
     group_by_length: bool = Field(True, description="batch examples of similar length (text: less padding)")
+    length_group_batches: int | None = Field(
+        None, ge=1, description="batches per length group (null: the task's default, 50 for sentence tasks)"
+    )
     ema: float | None = Field(
         None, gt=0, lt=1, description="moving average of the weights for eval and the saved model (e.g. 0.999)"
     )

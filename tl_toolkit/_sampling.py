@@ -3,8 +3,11 @@
 Padding every batch to its longest example wastes the compute spent on pad
 tokens; with random batches of short sentences most of a batch is padding.
 :class:`LengthGroupedSampler` draws transformers' length-grouped order
-(shuffle, cut into mega-batches of 50 batches, sort each by length), then
-shuffles the batches themselves so a long batch is as likely early as late.
+(shuffle, cut into mega-batches of ``group_batches`` batches, sort each by
+length), then shuffles the batches themselves so a long batch is as likely
+early as late. Larger groups pad less; smaller ones mix more lengths, and so
+more kinds of sentence, into each batch (the task's
+``TaskPlugin.length_group_batches``, or ``train.length_group_batches``).
 
 The order depends on (seed, epoch) only: the engine's ``set_epoch`` (through
 accelerate's ``DataLoaderShard``) moves it on, a resumed run sees the same
@@ -30,11 +33,13 @@ class LengthGroupedSampler(Sampler[int]):
     move when a ``BatchSampler`` cuts the stream.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0) -> None:
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, group_batches: int = 50) -> None:
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0
+        # transformers' own cap for small data sets: at most a quarter of the batches in one group
+        self.group_batches = max(1, min(group_batches, len(self.lengths) // (batch_size * 4)))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -46,7 +51,8 @@ class LengthGroupedSampler(Sampler[int]):
         from transformers.trainer_pt_utils import get_length_grouped_indices
 
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+        order = get_length_grouped_indices(self.lengths, self.batch_size, mega_batch_mult=self.group_batches,
+                                           generator=generator)
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
         first, rest = batches[:1], batches[1:]

@@ -66,6 +66,10 @@ class TaskPlugin(ABC):
     #: Each metric :meth:`metrics` reports -> ``"max"`` or ``"min"``: which way it improves
     #: (``train.best_metric`` may name any of them, or ``loss``).
     metric_goals: ClassVar[dict[str, str]] = {}
+    #: Length-grouped training batches (``train.group_by_length``) are drawn from groups of this many
+    #: batches sorted by length; ``train.length_group_batches`` overrides it. Smaller groups pad more
+    #: but mix more kinds of example into a batch.
+    length_group_batches: ClassVar[int] = 50
     #: The Hugging Face pipeline tag of the model card, by backbone modality.
     pipeline_tags: ClassVar[dict[str, str]] = {"text": "text-classification", "image": "image-classification"}
     plugin_name: ClassVar[str] = ""  # set by the registry to the entry-point name

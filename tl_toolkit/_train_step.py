@@ -94,8 +94,9 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
 
 
     cfg = recipe.train
-    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe)
-    eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe)
+    grouped = length_group_batches(recipe, objective)
+    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe, grouped)
+    eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe, grouped)
     recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy)
     optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     if not optimizer.param_groups:
@@ -117,7 +118,13 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     return Training(model, optimizer, scheduler, train_loader, eval_loader, step, recomputes)
 
 
-def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: bool, recipe: Recipe):
+def length_group_batches(recipe: Recipe, task: TaskPlugin) -> int:
+    """Batches per length group: ``train.length_group_batches``, else the task's own default."""
+    return recipe.train.length_group_batches or task.length_group_batches
+
+
+def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: bool, recipe: Recipe,
+            group_batches: int = 50):
     import torch
     from torch.utils.data import DataLoader
 
@@ -127,7 +134,7 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     if lengths is not None:  # similar lengths share a batch: less padding, same randomness across batches
         from ._sampling import LengthGroupedSampler
 
-        sampler, shuffle = LengthGroupedSampler(lengths, batch_size, recipe.seed), False
+        sampler, shuffle = LengthGroupedSampler(lengths, batch_size, recipe.seed, group_batches), False
     return DataLoader(
         ds,
         batch_size=batch_size,
