@@ -83,8 +83,10 @@ def run_trainer(args: argparse.Namespace, train_rows: list[dict], test_rows: lis
         DataCollatorForTokenClassification,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
+    set_seed(args.seed)  # before the model, as run_ner.py does: the new head's weights come from this seed
     label_list = sorted({t for r in train_rows for t in r["ner_tags"]})
     label_to_id = {t: i for i, t in enumerate(label_list)}
     path = resolve_model(MODEL)
