@@ -68,7 +68,7 @@ class _TimmForTrainer(torch.nn.Module):
 def _text_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     import datasets
     from tl_toolkit_plugins.bert import resolve_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
     path = resolve_model(MINILM)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -81,6 +81,7 @@ def _text_data(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         return tokenizer(batch["sentence"], truncation=True, max_length=128)
 
     train, evals = (d.map(tok, batched=True, remove_columns=["sentence"]) for d in (train, evals))
+    set_seed(0)  # before the model: the new head's weights come from this seed, not from what ran before
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
     for name, param in model.named_parameters():
         param.requires_grad_(name.startswith("classifier."))

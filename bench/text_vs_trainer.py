@@ -76,8 +76,10 @@ def run_trainer(args: argparse.Namespace, sentences: list[str], labels: list[int
         DataCollatorWithPadding,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
+    set_seed(args.seed)  # before the model, as the Trainer examples do: the new head's weights come from this seed
     path = resolve_model(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
