@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from tl_toolkit_plugins.head_only import HeadOnlyStrategy
 
-from tl_toolkit import Backbone, Strategy, Task, UserError
+from tl_toolkit import Backbone, Task, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -58,27 +59,16 @@ class ContrastiveOptions(BaseModel):
     c: float = Field(1.0, gt=0, description="head: logistic: inverse regularisation strength")
 
 
-class ContrastiveStrategy(Strategy):
+class ContrastiveStrategy(HeadOnlyStrategy):
     """Contrastive pairs tune the encoder's sentence embeddings, then a head is fitted on them (few labels)."""
 
     options_model = ContrastiveOptions
-    frozen_backbone = True  # after stage 1 the encoder is fixed: the head's stage may use the feature cache
+    # After the pair stage the encoder is fixed: the head trains as under head-only (its apply and
+    # train_mode, frozen_backbone, so the head's stage may use the feature cache).
 
     @property
     def settings(self) -> ContrastiveOptions:
         return ContrastiveOptions.model_validate(self.options)
-
-    def apply(self, model: nn.Module, backbone: Backbone) -> nn.Module:
-        self.heads = backbone.head_names(model)
-        model.requires_grad_(False)
-        for name in self.heads:
-            model.get_submodule(name).requires_grad_(True)
-        return model
-
-    def train_mode(self, model: nn.Module) -> None:
-        model.eval()  # the tuned encoder is a fixed feature extractor while the head trains
-        for name in self.heads:
-            model.get_submodule(name).train()
 
     def loop_epochs(self, epochs: int) -> int:
         return 0 if self.settings.head == "logistic" else epochs

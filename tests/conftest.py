@@ -39,6 +39,22 @@ def run_tl(*args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Compl
     )
 
 
+@pytest.fixture(scope="module")
+def sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first lines of SST-2's train and dev files: a run loads them in a moment."""
+    out = tmp_path_factory.mktemp("sst2")
+    for name, lines in (("train.tsv", 400), ("dev.tsv", 120)):
+        head = (SST2 / name).read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
+        (out / name).write_text("".join(head), encoding="utf-8")
+    return out
+
+
+@pytest.fixture
+def cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feature cache of this test in its own folder (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    monkeypatch.setenv("TL_TOOLKIT_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT with a small word-piece vocabulary built from SST-2 words, saved like a hub model."""

@@ -7,26 +7,12 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import SST2
 from tl_toolkit_plugins import contrastive_pairs
 from tl_toolkit_plugins.contrastive_pairs import balanced_batches, cosine_pair_loss, stage_steps
 
 from tl_toolkit import UserError, finetune, load_model_dir, load_recipe
 
-
-@pytest.fixture(scope="module")
-def sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first lines of SST-2's train and dev files: a run loads them in a moment."""
-    out = tmp_path_factory.mktemp("sst2")
-    for name, lines in (("train.tsv", 400), ("dev.tsv", 120)):
-        head = (SST2 / name).read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
-        (out / name).write_text("".join(head), encoding="utf-8")
-    return out
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TL_TOOLKIT_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("cache_in_tmp")
 
 
 def test_batches_are_class_balanced_seeded_and_use_every_example_alike() -> None:

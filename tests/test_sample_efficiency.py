@@ -12,20 +12,7 @@ from tl_toolkit import load_recipe
 from tl_toolkit._cli import main
 from tl_toolkit._sample_efficiency import sample_efficiency
 
-
-@pytest.fixture(scope="module")
-def sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first lines of SST-2's train and dev files: a run loads them in a moment."""
-    out = tmp_path_factory.mktemp("sst2")
-    for name, lines in (("train.tsv", 400), ("dev.tsv", 120)):
-        head = (SST2 / name).read_text(encoding="utf-8").splitlines(keepends=True)[:lines]
-        (out / name).write_text("".join(head), encoding="utf-8")
-    return out
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TL_TOOLKIT_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("cache_in_tmp")
 
 
 def _recipe(model: Path, out: Path, data: Path):

@@ -124,7 +124,7 @@ def length_group_batches(recipe: Recipe, task: TaskPlugin) -> int:
 
 
 def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: bool, recipe: Recipe,
-            group_batches: int = 50):
+            group_batches: int):
     import torch
     from torch.utils.data import DataLoader
 

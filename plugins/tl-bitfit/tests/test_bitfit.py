@@ -21,6 +21,8 @@ import pytest
 import yaml
 from tl_bitfit import BitFitOptions, BitFitStrategy
 
+from tl_toolkit.testing import tiny_bert
+
 # Everything here runs offline, as CI does.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -96,20 +98,7 @@ def test_resnet18_trains_only_biases_and_head(norm: bool) -> None:
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer BERT with a 24-token vocabulary, built from a config and saved like a hub model."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    out = tmp_path_factory.mktemp("tiny-bert")
-    words = ["the", "a", "film", "movie", "is", "was", "good", "bad", "great", "awful", "fun", "dull", "not",
-             "very", "and", "but", "it", "this", "of"]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True).save_pretrained(out)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(out)  # a bare encoder, like a hub checkpoint
-    return out
+    return tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.mark.parametrize("norm", [False, True])
