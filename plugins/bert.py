@@ -34,6 +34,8 @@ from tl_toolkit_plugins.token_tasks import (
     is_words_column,
     load_token_model,
     new_token_model,
+    packed_rows,
+    packs_rows,
     split_words,
     token_model_on,
     tokenize_words,
@@ -42,6 +44,8 @@ from tl_toolkit_plugins.token_tasks import (
 from tl_toolkit import Backbone, SourceModel, Task, Usage, UserError, export_onnx, read_state_dict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import datasets
     import torch
     from torch import nn
@@ -125,6 +129,7 @@ class BertBackbone(Backbone):
     export_formats = ("hf", "onnx")
     tasks = ("classification", "multi_label", "regression", "token_classification")
     token_head = False  # set by build() and load(): the model scores every token
+    packs = False  # set by build(): training batches may be padding-free rows
 
     @property
     def options(self) -> BertOptions:
@@ -159,7 +164,8 @@ class BertBackbone(Backbone):
 
         self.token_head = task.problem_type == TOKEN_HEAD  # batches then carry one label per token
         model = self._build(task, source)
-        install(model.encoder if isinstance(model, PooledClassifier) else model)  # fast CPU attention dropout
+        installed = install(model.encoder if isinstance(model, PooledClassifier) else model)  # fast CPU dropout
+        self.packs = self.token_head and installed and packs_rows(model)
         return model
 
     def _build(self, task: Task, source: SourceModel | None) -> nn.Module:
@@ -268,6 +274,10 @@ class BertBackbone(Backbone):
 
     def lengths(self, dataset: datasets.Dataset) -> list[int]:
         return [len(ids) for ids in dataset["input_ids"]]
+
+    def padding_free_collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]] | None:
+        """Token heads of BERT models: every sentence of a batch in one row (``token_tasks.packed_rows``)."""
+        return packed_rows() if self.packs else None
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         # Pad each batch to its own longest example, not to max_length.

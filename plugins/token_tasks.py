@@ -6,7 +6,8 @@ The model is transformers' ``AutoModelForTokenClassification`` (saved with
 ``is_split_into_words``; each example keeps its per-word ``labels`` and gains
 ``word_ids`` (-1 for special tokens), from which the task aligns the tags.
 Batches pad ``labels`` with -100 as ``DataCollatorForTokenClassification``
-does. Nothing here imports torch at module level.
+does; training batches may instead be padding-free rows (:func:`packed_rows`).
+Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["TOKEN_HEAD", "collate_tokens", "is_token_model_dir", "is_words_column", "load_token_model",
-           "new_token_model", "split_words", "token_model_on", "tokenize_words"]
+           "new_token_model", "packed_rows", "packs_rows", "split_words", "token_model_on", "tokenize_words"]
 
 TOKEN_HEAD = "token_classification"
 
@@ -56,6 +57,24 @@ def collate_tokens(tokenizer: Any, examples: list[dict[str, Any]]) -> dict[str, 
     batch["labels"] = torch.tensor([(row + [-100] * (width - len(row))) if right else
                                     ([-100] * (width - len(row)) + row) for row in labels], dtype=torch.long)
     return batch
+
+
+def packs_rows(model: nn.Module) -> bool:
+    """Whether ``model`` trains on padding-free rows: a BERT encoder, whose positions count from 0.
+
+    RoBERTa-like encoders count positions from the padding index plus one; they keep padded batches.
+    """
+    return getattr(getattr(model, "config", None), "model_type", None) == "bert"
+
+
+def packed_rows() -> Any:
+    """transformers' collator for padding-free batches: one row, positions restarting at every sentence,
+    and the sentence boundaries (``cu_seq_lens_q``) that ``bert_attention`` attends within.
+    Each sentence starts with [CLS], whose label is -100 anyway.
+    """
+    from transformers import DataCollatorWithFlattening
+
+    return DataCollatorWithFlattening(return_position_ids=True, return_flash_attn_kwargs=True)
 
 
 def split_words(tokenizer: Any, text: str) -> list[tuple[str, tuple[int, int]]]:

@@ -184,6 +184,43 @@ def test_training_loss_weighs_every_tagged_token_the_same_in_short_and_long_batc
                               torch.nn.functional.cross_entropy(short_logits.transpose(1, 2), short_labels))
 
 
+def test_padding_free_rows_score_and_weigh_tokens_as_padded_batches(tiny_ner_dir: Path) -> None:
+    """Training batches of one row per batch (no padding) give the padded batch's logits and its token mean."""
+    import torch
+
+    from tl_toolkit import Task
+    from tl_toolkit._recipe import Recipe
+    from tl_toolkit._registry import registry
+    from tl_toolkit._tasks import make_task
+    from tl_toolkit._train_step import padding_free_collate
+
+    recipe = Recipe.model_validate(ner_recipe(tiny_ner_dir.parent / "unused", tiny_ner_dir))
+    backbone = registry.get("backbone", "bert")(recipe.backbone, recipe.data)
+    task = make_task(recipe.data, recipe.train)
+    task.setup(["O", "B-PER", "I-PER"])
+    model = backbone.build(Task(task.label_names, task.head))
+    words = [s.split() for s in SENTENCES] * 3
+    examples = [{**encoded, "labels": [-100] + [i % 3 for i in range(len(encoded["input_ids"]) - 2)] + [-100]}
+                for encoded in (dict(backbone.tokenizer(w, is_split_into_words=True)) for w in words)]
+    collate = padding_free_collate(recipe, backbone, task)
+    assert collate is not None  # token_classification trains on padding-free rows by default
+    padded, packed = backbone.collate(examples), collate(examples)
+    assert packed["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples))
+    model.eval()
+    with torch.no_grad():
+        mask = padded["attention_mask"].bool()
+        torch.testing.assert_close(backbone.forward(model, packed)[0], backbone.forward(model, padded)[mask])
+        task.packed = True  # as the engine sets it: the loss is this batch's own mean over tagged tokens
+        expected = torch.nn.functional.cross_entropy(backbone.forward(model, padded).transpose(1, 2),
+                                                     padded["labels"])
+        torch.testing.assert_close(task.loss(backbone.forward(model, packed), packed["labels"]), expected)
+    model.train()  # dropout on: the row still trains
+    backbone.forward(model, packed).sum().backward()
+    assert model.classifier.weight.grad is not None
+    off = Recipe.model_validate(ner_recipe(tiny_ner_dir.parent / "unused", tiny_ner_dir, train={"padding_free": False}))
+    assert padding_free_collate(off, backbone, task) is None
+
+
 # -- a run ---------------------------------------------------------------------------------------------------------
 
 

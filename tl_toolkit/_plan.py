@@ -90,7 +90,8 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
                 seconds.append(time.perf_counter() - started)
             started = time.perf_counter()
     per_example = sizes[0] / examples[0] if sizes else 1.0
-    epoch_sizes = _epoch_sizes(recipe, backbone, train_ds, per_example, length_group_batches(recipe, task))
+    epoch_sizes = _epoch_sizes(recipe, backbone, train_ds, per_example, length_group_batches(recipe, task),
+                               packed=task.packed)
     estimate, low, high = _extrapolate(sizes, seconds, epoch_sizes)
     return {
         "recipe": recipe.name, "backbone": backbone.describe(), "strategy": recipe.strategy.plugin,
@@ -129,13 +130,17 @@ def _batch_size(batch: dict[str, Any]) -> int:
 
 
 def _examples(batch: dict[str, Any]) -> int:
+    if "cu_seq_lens_q" in batch:  # a padding-free row (Backbone.padding_free_collate): its examples' boundaries
+        return len(batch["cu_seq_lens_q"]) - 1
     return int(batch["labels"].shape[0])
 
 
-def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: float, group_batches: int) -> list[float]:
+def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: float, group_batches: int,
+                 packed: bool = False) -> list[float]:
     """The size of every batch of the first epoch, in the order the engine's sampler draws them.
 
-    With lengths (text): each batch is padded to its longest example; without, every example has ``per_example``.
+    With lengths (text): each batch is padded to its longest example, or holds the sum of their lengths
+    when ``packed`` (padding-free); without, every example has ``per_example``.
     """
     import torch
 
@@ -144,7 +149,7 @@ def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: floa
     n = len(train_ds)
     if lengths is None:
         return [per_example * min(bs, n - i) for i in range(0, n, bs)]
-    if recipe.train.group_by_length:
+    if recipe.train.group_by_length and not packed:
         from ._sampling import LengthGroupedSampler
 
         sampler = LengthGroupedSampler(lengths, bs, recipe.seed, group_batches)
@@ -152,7 +157,7 @@ def _epoch_sizes(recipe: Recipe, backbone: Any, train_ds: Any, per_example: floa
         order = list(sampler)
     else:  # a shuffled order: any draw pads alike on average
         order = torch.randperm(n, generator=torch.Generator().manual_seed(recipe.seed)).tolist()
-    return [float(len(chunk) * max(lengths[j] for j in chunk))
+    return [float(sum(lengths[j] for j in chunk) if packed else len(chunk) * max(lengths[j] for j in chunk))
             for chunk in (order[i:i + bs] for i in range(0, n, bs))]
 
 

@@ -44,6 +44,8 @@ from ._options import option_problems as _option_problems
 from ._task_api import HEAD_KINDS, TaskPlugin
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import datasets
     import torch
     from torch import nn
@@ -162,6 +164,18 @@ class Backbone(ABC):
         With lengths, the engine batches training examples of similar size
         together (less padding), still in a random order; None keeps plain
         shuffled batches.
+        """
+        return None
+
+    def padding_free_collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]] | None:
+        """A collate function for padding-free training batches, or None (the default) for none.
+
+        Such a batch holds every example in one row, as transformers'
+        ``DataCollatorWithFlattening`` writes it (``position_ids`` restarting at
+        each example, the boundaries in ``cu_seq_lens_q``), and :meth:`forward`
+        must score it. The engine then trains on plainly shuffled batches
+        without padding (``train.padding_free``); evaluation keeps :meth:`collate`.
+        Asked after :meth:`build`.
         """
         return None
 

@@ -137,6 +137,9 @@ class TrainConfig(_Section):
     length_group_batches: int | None = Field(
         None, ge=1, description="batches per length group (null: the task's default, 50 for sentence tasks)"
     )
+    padding_free: bool | None = Field(
+        None, description="train on batches without padding where the backbone can (null: the task's default)"
+    )
     ema: float | None = Field(
         None, gt=0, lt=1, description="moving average of the weights for eval and the saved model (e.g. 0.999)"
     )

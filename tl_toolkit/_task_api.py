@@ -70,6 +70,9 @@ class TaskPlugin(ABC):
     #: batches sorted by length; ``train.length_group_batches`` overrides it. Smaller groups pad more
     #: but mix more kinds of example into a batch.
     length_group_batches: ClassVar[int] = 50
+    #: Train on padding-free batches where the backbone offers them (``Backbone.padding_free_collate``):
+    #: plainly shuffled batches at the cost of length-grouped ones. ``train.padding_free`` overrides it.
+    padding_free: ClassVar[bool] = False
     #: The Hugging Face pipeline tag of the model card, by backbone modality.
     pipeline_tags: ClassVar[dict[str, str]] = {"text": "text-classification", "image": "image-classification"}
     plugin_name: ClassVar[str] = ""  # set by the registry to the entry-point name
@@ -80,6 +83,9 @@ class TaskPlugin(ABC):
         self.options: Any = (self.options_model.model_validate(data.task_options) if self.options_model
                              else dict(data.task_options))
         self.label_names: list[str] = []
+        #: Set by the engine: True while the training batches are padding-free rows (every example of a
+        #: batch in one row of ``labels``), so :meth:`loss` cannot count examples by rows.
+        self.packed = False
 
     @classmethod
     def option_problems(cls, options: dict[str, Any]) -> list[str]:

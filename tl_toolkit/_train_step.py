@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ._recipe import Recipe
     from ._task_api import TaskPlugin
 
-__all__ = ["TrainStep", "Training", "prepare_training"]
+__all__ = ["TrainStep", "Training", "padding_free_collate", "prepare_training"]
 
 
 class TrainStep:
@@ -95,7 +95,9 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
 
     cfg = recipe.train
     grouped = length_group_batches(recipe, objective)
-    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe, grouped)
+    packed = padding_free_collate(recipe, backbone, objective)
+    objective.packed = packed is not None
+    train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe, grouped, packed)
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe, grouped)
     recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy)
     optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
@@ -123,13 +125,20 @@ def length_group_batches(recipe: Recipe, task: TaskPlugin) -> int:
     return recipe.train.length_group_batches or task.length_group_batches
 
 
+def padding_free_collate(recipe: Recipe, backbone: Backbone, task: TaskPlugin) -> Callable[..., Any] | None:
+    """The backbone's padding-free collate when ``train.padding_free`` (else the task's default) asks for it."""
+    wanted = recipe.train.padding_free if recipe.train.padding_free is not None else task.padding_free
+    return backbone.padding_free_collate() if wanted else None
+
+
 def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: bool, recipe: Recipe,
-            group_batches: int):
+            group_batches: int, packed: Callable[..., Any] | None = None):
     import torch
     from torch.utils.data import DataLoader
 
     generator = torch.Generator().manual_seed(recipe.seed)
-    lengths = backbone.lengths(ds) if shuffle and recipe.train.group_by_length else None
+    grouping = shuffle and recipe.train.group_by_length and packed is None  # no padding: nothing to group for
+    lengths = backbone.lengths(ds) if grouping else None
     sampler = None
     if lengths is not None:  # similar lengths share a batch: less padding, same randomness across batches
         from ._sampling import LengthGroupedSampler
@@ -140,7 +149,7 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
         batch_size=batch_size,
         shuffle=shuffle,
         sampler=sampler,
-        collate_fn=backbone.collate,
+        collate_fn=packed or backbone.collate,
         num_workers=recipe.train.num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=recipe.train.num_workers > 0,
