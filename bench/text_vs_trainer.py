@@ -46,7 +46,8 @@ def read_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[int]
     return [r["sentence"] for r in rows], [int(r["label"]) for r in rows]
 
 
-def run_toolkit(args: argparse.Namespace, train_file: Path, out: Path) -> dict[str, float]:
+def run_toolkit(args: argparse.Namespace, train_file: Path, out: Path, **train: object) -> dict[str, float]:
+    """``finetune`` on the bench's setting; ``train`` adds or overrides ``train.*`` keys (e.g. ``cpu_dropout=False``)."""
     from tl_toolkit import _engine, finetune
 
     if args.clock == "cpu":  # the engine times its epochs with time.perf_counter: give it this process's CPU clock
@@ -59,7 +60,7 @@ def run_toolkit(args: argparse.Namespace, train_file: Path, out: Path) -> dict[s
         "strategy": {"plugin": args.strategy,
                      "options": {"target_modules": args.lora_targets} if args.strategy == "lora" else {}},
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": LR[args.strategy],
-                  "log_every_steps": 1000},
+                  "log_every_steps": 1000, **train},
     }
     result = finetune(recipe, quiet=True)
     return {"accuracy": result.metrics["accuracy"], "train_seconds": result.summary["train_seconds"]}

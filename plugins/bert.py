@@ -130,6 +130,9 @@ class BertBackbone(Backbone):
     tasks = ("classification", "multi_label", "regression", "token_classification")
     token_head = False  # set by build() and load(): the model scores every token
     packs = False  # set by build(): training batches may be padding-free rows
+    #: bf16 training steps on CPUs with native bf16: all-MiniLM-L6-v2 on SST-2 (full and LoRA, 5 seeds) and
+    #: CoNLL-2003, same accuracy as fp32 (bench/text_seeds.py, README), about twice the speed.
+    cpu_bf16 = True
 
     @property
     def options(self) -> BertOptions:

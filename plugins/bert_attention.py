@@ -5,7 +5,9 @@ does not apply and ``scaled_dot_product_attention`` falls back to its
 reference path, whose dropout draws a float per probability and keeps a float
 mask (for all-MiniLM-L6-v2 at batch 32 and 128 tokens: 6.3M elements a
 layer, about 100 ms on two cores). This function computes the same attention
-with :func:`tl_toolkit.cpu_dropout` instead. Everywhere else (no dropout, a
+with :func:`tl_toolkit.cpu_dropout` instead, when the engine made the model's
+dropout layers :class:`tl_toolkit.FastDropout` (``train.cpu_dropout``, on by
+default). Everywhere else (no dropout, PyTorch's dropout asked for, a
 GPU, ``torch.compile``, a causal or cached decoder, extra arguments) it hands
 the call to transformers' own SDPA function unchanged.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tl_toolkit import cpu_dropout
+from tl_toolkit import FastDropout, cpu_dropout
 
 if TYPE_CHECKING:
     import torch
@@ -52,13 +54,14 @@ def attention(
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    fast = isinstance(getattr(module, "dropout", None), FastDropout)  # train.cpu_dropout: false leaves nn.Dropout
     bounds = kwargs.pop("cu_seq_lens_q", None)
     if bounds is not None and query.shape[0] == 1 and query.device.type == "cpu":
         for key_name in ("cu_seq_lens_k", "max_length_q", "max_length_k", "position_ids"):
             kwargs.pop(key_name, None)
         if not any(v is not None and v is not False for v in kwargs.values()):
-            return _varlen(query, key, value, bounds, dropout, scaling)
-    plain = (dropout == 0.0 or query.device.type != "cpu" or torch.compiler.is_compiling() or bool(is_causal)
+            return _varlen(query, key, value, bounds, dropout, scaling, fast)
+    plain = (not fast or dropout == 0.0 or query.device.type != "cpu" or torch.compiler.is_compiling() or bool(is_causal)
              or getattr(module, "is_causal", False) or getattr(module, "num_key_value_groups", 1) != 1
              or any(v is not None and v is not False for v in kwargs.values()))
     if plain:
@@ -76,7 +79,7 @@ def attention(
 
 
 def _varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds: torch.Tensor, dropout: float,
-            scaling: float | None) -> tuple[torch.Tensor, None]:
+            scaling: float | None, fast: bool) -> tuple[torch.Tensor, None]:
     """Attention within each sentence of a packed row (q, k, v: ``(1, heads, tokens, dim)``).
 
     ``index_copy`` / ``index_select`` move the tokens to padded slots and back: their backward passes
@@ -99,7 +102,7 @@ def _varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds:
     scores = scores.masked_fill(~valid[None, :, None, :], torch.finfo(scores.dtype).min)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
     if dropout:
-        probs = cpu_dropout(probs, dropout)
+        probs = cpu_dropout(probs, dropout) if fast else torch.nn.functional.dropout(probs, dropout)
     out = torch.matmul(probs.to(v.dtype), v).view(heads, count * width, dim).index_select(1, slots)
     return out.transpose(0, 1).unsqueeze(0).contiguous(), None  # (1, tokens, heads, dim)
 

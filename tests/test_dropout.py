@@ -102,6 +102,14 @@ def test_bert_attention_is_dropout_of_softmax(tiny_bert_dir: Path, tmp_path: Pat
     q, k, v = (torch.randn(2, 4, 6, 8) for _ in range(3))
     mask = torch.ones(2, 1, 6, 6, dtype=torch.bool)
     mask[0, :, :, 4:] = False  # the first sequence has two padding tokens
+    # train.cpu_dropout: false leaves the model's nn.Dropout layers: PyTorch's SDPA and its dropout, draw for draw
+    torch.manual_seed(5)
+    torch_out, _ = attention(module, q, k, v, mask, dropout=0.25, scaling=8**-0.5)
+    torch.manual_seed(5)
+    torch_reference, _ = sdpa_attention_forward(module, q, k, v, mask, dropout=0.25, scaling=8**-0.5)
+    assert torch.equal(torch_out, torch_reference)
+
+    use_fast_dropout(model)  # as the engine prepares a model (train.cpu_dropout: true)
     torch.manual_seed(5)
     out, _ = attention(module, q, k, v, mask, dropout=0.25, scaling=8**-0.5)
     torch.manual_seed(5)

@@ -199,3 +199,42 @@ def test_benchmark_suite_runs_the_gpu_path_on_cpu(tmp_path: Path) -> None:
     for row in rows:
         assert row["step_ms"] > 0 and 0 < row["mfu"] < 1
     assert rows[0]["vs_peer"] == pytest.approx(rows[1]["step_ms"] / rows[0]["step_ms"])
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags() -> None:
+    from tl_toolkit._performance import native_cpu_bf16
+
+    assert native_cpu_bf16("flags : fpu sse avx2 avx512f avx512_bf16 amx_tile")
+    assert native_cpu_bf16("flags : fpu amx_bf16 amx_tile")
+    assert not native_cpu_bf16("flags : fpu sse avx2 avx512f avx512bw")  # emulated bf16 is slower than fp32
+
+
+def test_auto_precision_trains_text_steps_in_bf16_and_evaluates_in_fp32(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.mixed_precision: auto on a CPU with native bf16: the training forward autocasts, evaluation does not."""
+    import torch
+    from tl_toolkit_plugins.bert import BertBackbone
+
+    import tl_toolkit._performance
+
+    seen: dict[bool, set[torch.dtype]] = {True: set(), False: set()}
+    forward = BertBackbone.forward
+
+    def spy(self: BertBackbone, model: Any, batch: dict[str, Any]) -> Any:
+        logits = forward(self, model, batch)
+        seen[model.training].add(logits.dtype)
+        return logits
+
+    monkeypatch.setattr(BertBackbone, "forward", spy)
+    for native, train_dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(tl_toolkit._performance, "native_cpu_bf16", lambda native=native: native)
+        seen[True].clear()
+        seen[False].clear()
+        finetune(_text_recipe(tiny_bert_dir, tmp_path / f"auto-{native}", "full"), quiet=True)
+        assert seen == {True: {train_dtype}, False: {torch.float32}}
+    seen[True].clear()
+    seen[False].clear()
+    monkeypatch.setattr(tl_toolkit._performance, "native_cpu_bf16", lambda: True)
+    finetune(_text_recipe(tiny_bert_dir, tmp_path / "no", "full"), train={"mixed_precision": "no"}, quiet=True)
+    assert seen[True] == {torch.float32}  # an explicit "no" stays full precision

@@ -76,7 +76,7 @@ def test_defaults_fill_a_minimal_recipe(minimal: dict[str, Any]) -> None:
     assert recipe.strategy.plugin == "full"
     assert recipe.strategy.options == {}
     assert (recipe.train.epochs, recipe.train.batch_size, recipe.train.lr) == (3, 32, 2.0e-5)
-    assert recipe.train.mixed_precision == "no"
+    assert recipe.train.mixed_precision == "auto"
     assert recipe.baselines == []
 
 
@@ -87,7 +87,7 @@ def test_defaults_live_on_the_schema_fields() -> None:
     assert TrainConfig.model_fields["epochs"].default == 3
     assert TrainConfig.model_fields["batch_size"].default == 32
     assert TrainConfig.model_fields["lr"].default == 2.0e-5
-    assert TrainConfig.model_fields["mixed_precision"].default == "no"
+    assert TrainConfig.model_fields["mixed_precision"].default == "auto"
     assert BackboneConfig.model_fields["pretrained"].default is True
     assert DataConfig.model_fields["max_train_samples"].default is None
 
@@ -360,7 +360,7 @@ def test_to_yaml_round_trips(full: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_to_yaml_writes_defaults_and_overrides(minimal: dict[str, Any]) -> None:
-    recipe = load_recipe(minimal, ["train.epochs=1", "strategy.plugin=lora"])
+    recipe = load_recipe(minimal, ["train.epochs=1", "strategy.plugin=lora", "train.mixed_precision=no"])
     resolved = yaml.safe_load(recipe.to_yaml())
     assert resolved["output_dir"] == "runs/demo"
     assert resolved["train"]["epochs"] == 1

@@ -22,7 +22,7 @@ from ._usage import Usage
 from ._weights import read_state_dict
 
 if TYPE_CHECKING:
-    from ._dropout import cpu_dropout
+    from ._dropout import FastDropout, cpu_dropout
     from ._export import export_onnx, export_run
     from ._performance import make_optimizer
     from ._pipeline import FinetuneResult, finetune, load_model_dir
@@ -39,6 +39,7 @@ __all__ = [
     "DataError",
     "EpochCallback",
     "EpochEnd",
+    "FastDropout",
     "FinetuneResult",
     "PeftOptions",
     "PeftStrategy",
@@ -79,6 +80,7 @@ __all__ = [
 
 _LAZY = {
     "cpu_dropout": "._dropout",
+    "FastDropout": "._dropout",
     "export_onnx": "._export",
     "export_run": "._export",
     "finetune": "._pipeline",

@@ -67,7 +67,8 @@ def make_accelerator(recipe: Recipe, log_with: list[str] | None = None) -> Accel
     AcceleratorState._reset_state()
     try:
         return Accelerator(
-            mixed_precision=recipe.train.mixed_precision,
+            # auto: the training step's own CPU autocast (_train_step), accelerate keeps full precision
+            mixed_precision="no" if recipe.train.mixed_precision == "auto" else recipe.train.mixed_precision,
             # A plugin, not the plain argument: `accelerate launch` exports its own default
             # accumulation to the environment, and the recipe must win over it.
             gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=recipe.train.grad_accum_steps),

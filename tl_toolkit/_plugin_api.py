@@ -120,6 +120,9 @@ class Backbone(ABC):
     #: list and adds ``word_ids`` (the word index of each token, -1 for special tokens), and its
     #: :meth:`collate` pads list ``labels`` with -100.
     tasks: ClassVar[tuple[str, ...]] = TASK_KINDS
+    #: Whether training steps may run under bf16 autocast on a CPU that computes bf16 natively
+    #: (``train.mixed_precision: auto``); set it once accuracy has been measured equal that way.
+    cpu_bf16: ClassVar[bool] = False
 
     def __init__(self, config: BackboneConfig, data: DataConfig) -> None:
         self.config = config

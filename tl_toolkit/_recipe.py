@@ -105,7 +105,10 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     grad_accum_steps: int = Field(1, ge=1, description="accumulate gradients over this many batches")
     max_grad_norm: float | None = Field(1.0, gt=0, description="clip gradients to this norm; null: off")
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16 training steps on a CPU with native bf16 where the backbone allows, "
+        "else full precision; no | fp16 | bf16: handed to accelerate"
+    )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     log_every_steps: int = Field(10, ge=1)
@@ -136,6 +139,9 @@ class TrainConfig(_Section):
     group_by_length: bool = Field(True, description="batch examples of similar length (text: less padding)")
     length_group_batches: int | None = Field(
         None, ge=1, description="batches per length group (null: the task's default, 50 for sentence tasks)"
+    )
+    cpu_dropout: bool = Field(
+        True, description="tl_toolkit's fast dropout on the CPU (same distribution); false: PyTorch's own"
     )
     padding_free: bool | None = Field(
         None, description="train on batches without padding where the backbone can (null: the task's default)"

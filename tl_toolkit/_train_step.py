@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError
-from ._performance import make_optimizer, prepare_for_training
+from ._performance import make_optimizer, prepare_for_training, step_autocast
 
 if TYPE_CHECKING:
     import datasets
@@ -41,17 +41,21 @@ class TrainStep:
         # Every parameter the optimizer holds: a phased strategy unfreezes some of them later.
         self.trainable = [p for group in optimizer.param_groups for p in group["params"]]
         self.on_gradients: Callable[[], None] | None = None  # called with each step's gradients, before clipping
+        self.autocast: torch.dtype | None = None  # forward and loss under CPU autocast (train.mixed_precision: auto)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[float, bool]:
         """Train on ``batch`` (an optimizer step when accumulation is complete); the loss and whether it is finite."""
+        import torch
+
         accelerator = self.accelerator
         with accelerator.accumulate(self.model):
             batch = self.backbone.train_batch(batch)  # batch-level augmentation; labels may turn soft
-            logits = self.backbone.forward(self.model, batch)
-            loss = self.objective.loss(logits, batch["labels"])
-            extra = self.strategy.extra_loss(self.model, batch, logits)
-            if extra is not None:
-                loss = loss + extra
+            with torch.autocast("cpu", dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None):
+                logits = self.backbone.forward(self.model, batch)
+                loss = self.objective.loss(logits, batch["labels"])
+                extra = self.strategy.extra_loss(self.model, batch, logits)
+                if extra is not None:
+                    loss = loss + extra
             accelerator.backward(loss)
             # The step's one wait for the device: the backward pass is already queued behind it.
             value, finite = _loss_and_finite(accelerator, loss)
@@ -99,7 +103,7 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     objective.packed = packed is not None
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe, grouped, packed)
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe, grouped)
-    recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy)
+    recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy, cfg.cpu_dropout)
     optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
@@ -117,6 +121,7 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     )
     scheduler = accelerator.prepare(scheduler)
     step = TrainStep(accelerator, model, backbone, strategy, objective, optimizer, scheduler, cfg.max_grad_norm)
+    step.autocast = step_autocast(cfg.mixed_precision, accelerator.device, backbone.cpu_bf16)
     return Training(model, optimizer, scheduler, train_loader, eval_loader, step, recomputes)
 
 
