@@ -43,18 +43,12 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
 
 
 def run_toolkit(args: argparse.Namespace, train_file: Path, test_file: Path, out: Path) -> dict[str, float]:
-    """``tl run`` as a user writes it: length grouping, fused AdamW and one host sync per step come with the engine."""
+    """``tl run`` as a user writes it: padding-free batches, bf16 steps where the CPU has them, fused AdamW and one
+    host sync per step come with the engine's defaults."""
     from tl_toolkit import _engine, finetune
 
     if args.clock == "cpu":  # the engine times its epochs with time.perf_counter: give it this process's CPU clock
         _engine.time = types.SimpleNamespace(perf_counter=time.process_time)  # type: ignore[assignment]
-    if args.torch_dropout:  # PyTorch's own dropout and attention instead of tl_toolkit's CPU dropout
-        import tl_toolkit_plugins.bert_attention
-
-        import tl_toolkit._dropout
-
-        tl_toolkit._dropout.use_fast_dropout = lambda model: 0  # type: ignore[assignment]
-        tl_toolkit_plugins.bert_attention.install = lambda model: False  # type: ignore[assignment]
     recipe = {
         "name": f"ner-bench-{args.strategy}", "seed": args.seed, "output_dir": str(out),
         "backbone": {"plugin": "bert", "model": MODEL},
@@ -62,7 +56,9 @@ def run_toolkit(args: argparse.Namespace, train_file: Path, test_file: Path, out
                  "text_column": "tokens", "label_column": "ner_tags", "max_length": args.max_length},
         "strategy": {"plugin": args.strategy},
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "log_every_steps": 1000,
-                  "group_by_length": not args.no_group_by_length,
+                  "group_by_length": not args.no_group_by_length, "cpu_dropout": not args.torch_dropout,
+                  **({"padding_free": False} if args.padded else {}),
+                  **({"mixed_precision": args.mixed_precision} if args.mixed_precision else {}),
                   **({"weight_decay": args.weight_decay} if args.weight_decay is not None else {})},
     }
     result = finetune(recipe, quiet=True)
@@ -150,7 +146,11 @@ def main() -> None:
     parser.add_argument("--no-trainer", action="store_true", help="tl_toolkit only")
     parser.add_argument("--torch-dropout", action="store_true",
                         help="tl_toolkit side: PyTorch's dropout and transformers' attention, not the CPU dropout")
-    parser.add_argument("--no-group-by-length", action="store_true", help="tl_toolkit side: random batches")
+    parser.add_argument("--no-group-by-length", action="store_true",
+                        help="tl_toolkit side, with --padded: random padded batches")
+    parser.add_argument("--padded", action="store_true", help="tl_toolkit side: train.padding_free: false")
+    parser.add_argument("--mixed-precision", choices=["auto", "no", "bf16"],
+                        help="tl_toolkit side: train.mixed_precision (default: the recipe default, auto)")
     parser.add_argument("--weight-decay", type=float, default=None,
                         help="tl_toolkit side (default: the recipe's 0.01; the Trainer's default is 0.0)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
