@@ -15,7 +15,17 @@ gradient checkpointing, which restores the generator's state before it
 recomputes a block, draws the same mask again.
 
 On other devices, under ``torch.compile``, and in eval mode the layers behave
-as :class:`torch.nn.Dropout`.
+as :class:`torch.nn.Dropout`. ``train.cpu_dropout: false`` keeps PyTorch's.
+
+Does it train as well? Measured with ``bench/text_seeds.py`` (all-MiniLM-L6-v2,
+20,000 SST-2 sentences, 1 epoch, full fine-tuning, seeds 0-4, 2 CPU cores, bf16
+steps): dev accuracy 0.8587 +- 0.0059 with this dropout, 0.8603 +- 0.0038 with
+PyTorch's (-0.16 points, Welch's t-test p = 0.63), 0.8560 +- 0.0042 for the
+Trainer; at 337.5 against 307.8 samples/s. Its masks match PyTorch's in
+rate (0.09995 against 0.09996 at p = 0.1), per position (0.0991-0.1012
+against 0.0990-0.1007 over a 48-token axis), per 16-bit lane of a draw
+(0.0999-0.1001), and in neighbouring drops (0.00999 against 0.01 for
+independent ones). So it stays on by default.
 """
 
 from __future__ import annotations
