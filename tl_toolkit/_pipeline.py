@@ -102,7 +102,7 @@ def finetune(
 def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse an output directory that holds a run unless --resume or --overwrite says what to do with it."""
     finished = (out / "summary.json").is_file()
-    started = (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
+    started = _started(out)
     if overwrite:
         return
     if finished and not resume:
@@ -115,6 +115,11 @@ def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"output_dir: {str(out)!r} holds an unfinished run; pass --resume to continue it, "
             f"or --overwrite to start over"
         )
+
+
+def _started(out: Path) -> bool:
+    """Whether ``out`` holds a run that began training (killed before its first checkpoint included)."""
+    return (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
 
 
 _RUN_FILES = ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md", "recipe.yaml",
@@ -349,8 +354,8 @@ def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
     if not (run_dir / "summary.json").is_file():
         if not quiet:
             print(f"{recipe.name}: training the source run {source.name!r} first ({path})")
-        unfinished = (run_dir / "checkpoints").is_dir()
-        _run(source, resume=unfinished, overwrite=False, quiet=quiet)
+        # Resumed when it was interrupted, even before its first checkpoint (then it starts over).
+        _run(source, resume=_started(run_dir), overwrite=False, quiet=quiet)
     return resolve_run_dir(run_dir)
 
 

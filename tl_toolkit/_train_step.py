@@ -141,6 +141,9 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
     import torch
     from torch.utils.data import DataLoader
 
+    # Every loader has its own generator, shuffled or not: a DataLoader without one draws its base seed from the
+    # global RNG each time an epoch's iterator starts, and a run resumed inside an epoch starts one where the
+    # uninterrupted run did not, which would shift the dropout masks of every later batch.
     generator = torch.Generator().manual_seed(recipe.seed)
     grouping = shuffle and recipe.train.group_by_length and packed is None  # no padding: nothing to group for
     lengths = backbone.lengths(ds) if grouping else None
@@ -158,7 +161,7 @@ def _loader(ds: datasets.Dataset, backbone: Backbone, batch_size: int, shuffle: 
         num_workers=recipe.train.num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=recipe.train.num_workers > 0,
-        generator=generator if shuffle else None,
+        generator=generator,
     )
 
 
