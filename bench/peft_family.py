@@ -26,9 +26,10 @@ source run that ``init_from`` reuses or trains first, are relative to it)::
     python -m bench.peft_family --only resnet18 --wise-ft --soups
     python -m bench.peft_family --quick --wise-ft --soups   # a check of every part, not figures (~5 min)
 
-On a quiet 2-core CPU the MiniLM half takes about 8 minutes, the ResNet half about 8 (plus 2 to
-train the source run when ``runs/cifar10-resnet18-source`` has no finished run), ``--wise-ft``
-about 2 and ``--soups`` about 4. ``--quick`` trains on 64 sentences / 10 images per class for
+On a quiet 2-core CPU the MiniLM half took 8 minutes (2026-12-07); from ``bench/vision_transfer.py``'s
+run times the ResNet half should take about 8 (plus 2 to train the source run when
+``runs/cifar10-resnet18-source`` has no finished run), ``--wise-ft`` about 2 and ``--soups`` about 4.
+``--quick`` trains on 64 sentences / 10 images per class for
 one or two epochs, evaluates on 64 / 100 examples, starts the ResNet runs from scratch
 (``backbone.init_from=null``) under ``/tmp/peft_family_quick`` and writes no results file.
 
