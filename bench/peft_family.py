@@ -15,7 +15,26 @@ and compares its labels and probabilities on the first 64 eval examples with ``t
 ResNet row. ``--wise-ft`` also runs the WiSE-FT curve of the full fine-tuning target run, and
 ``--soups`` uniform and greedy soups against the last checkpoint of one run.
 
+Every adapter strategy runs at its own default ``lr_ratio`` (``lora`` 1; ``ia3``, ``loha``, ``lokr``
+10: their adapters learn at 10 times the recipe's ``train.lr``, the head at ``train.lr``).
+
+Run from the repository root (the recipes' data paths and ``runs/cifar10-resnet18-source``, the
+source run that ``init_from`` reuses or trains first, are relative to it)::
+
+    python -m bench.peft_family --wise-ft --soups   # everything; writes bench/results/<date>-<machine>.json
+    python -m bench.peft_family --only minilm       # the MiniLM half alone
+    python -m bench.peft_family --only resnet18 --wise-ft --soups
+    python -m bench.peft_family --quick --wise-ft --soups   # a check of every part, not figures (~5 min)
+
+On a quiet 2-core CPU the MiniLM half took 8 minutes (2026-12-07); from ``bench/vision_transfer.py``'s
+run times the ResNet half should take about 8 (plus 2 to train the source run when
+``runs/cifar10-resnet18-source`` has no finished run), ``--wise-ft`` about 2 and ``--soups`` about 4.
+``--quick`` trains on 64 sentences / 10 images per class for
+one or two epochs, evaluates on 64 / 100 examples, starts the ResNet runs from scratch
+(``backbone.init_from=null``) under ``/tmp/peft_family_quick`` and writes no results file.
+
 Usage: python -m bench.peft_family [--only minilm|resnet18] [--epochs N] [--wise-ft] [--soups] [--out DIR]
+                                   [--quick]
 """
 
 from __future__ import annotations
@@ -55,13 +74,21 @@ def _minilm_dir() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
+#: ``--quick``: overrides that shrink each run to a check of the plumbing (set by ``main``).
+QUICK: dict[str, list[str]] = {}
+_QUICK = {"minilm": ["data.max_train_samples=64", "data.max_eval_samples=64", "train.epochs=1"],
+          "resnet18": ["data.max_train_per_class=10", "data.max_eval_samples=100", "train.epochs=2",
+                       "backbone.init_from=null"]}
+
+
 def _overrides(kind: str, out: Path, epochs: int | None) -> list[str]:
     common = [f"output_dir={out}"] + ([f"train.epochs={epochs}"] if epochs else [])
     if kind == "minilm":
         return [*common, f"backbone.model={_minilm_dir()}", "data.format=csv", "data.name=null", "data.config=null",
-                f"data.train={SST2 / 'train.tsv'}", f"data.eval={SST2 / 'dev.tsv'}", "data.max_train_samples=1000"]
+                f"data.train={SST2 / 'train.tsv'}", f"data.eval={SST2 / 'dev.tsv'}",
+                "data.max_train_samples=1000", *QUICK.get(kind, [])]
     return [*common, f"data.train={ROOT.parent / 'shared/data/cifar10/train'}",
-            f"data.eval={ROOT.parent / 'shared/data/cifar10/test'}"]
+            f"data.eval={ROOT.parent / 'shared/data/cifar10/test'}", *QUICK.get(kind, [])]
 
 
 def _recipe(kind: str) -> Path:
@@ -152,10 +179,16 @@ def soups(out: Path) -> list[dict[str, Any]]:
                      *([f"train.soup={soup}"] if soup != "none" else [])]
         result = finetune(ROOT / "recipes" / "cifar10_resnet18_target_full.yaml", overrides, overwrite=True,
                           quiet=True)
+        ingredients = result.summary.get("soup", {}).get("ingredients", [_last_epoch(run_dir)])
         rows.append({"model": "last checkpoint" if soup == "none" else f"{soup} soup",
-                     "accuracy": result.metrics["accuracy"],
-                     "ingredients": ",".join(result.summary.get("soup", {}).get("ingredients", ["epoch-5"]))})
+                     "accuracy": result.metrics["accuracy"], "ingredients": ",".join(ingredients)})
     return rows
+
+
+def _last_epoch(run_dir: Path) -> str:
+    """The newest kept epoch checkpoint's name (the model a run without a soup saves)."""
+    epochs = sorted(run_dir.glob("checkpoints/epoch-*"), key=lambda p: int(p.name.split("-")[1]))
+    return epochs[-1].name if epochs else "last epoch"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -166,10 +199,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=None, help="override the recipes' train.epochs")
     parser.add_argument("--wise-ft", action="store_true")
     parser.add_argument("--soups", action="store_true")
-    parser.add_argument("--out", default="/tmp/peft_family", help="scratch run directories (never the repo)")
+    parser.add_argument("--out", default=None, help="scratch run directories (never the repo); default "
+                        "/tmp/peft_family (--quick: /tmp/peft_family_quick)")
+    parser.add_argument("--quick", action="store_true", help="tiny runs: a check of every part, not figures")
     args = parser.parse_args(argv)
     quiet_libraries(True)
-    out = Path(args.out)
+    if args.quick:
+        QUICK.update(_QUICK)
+    out = Path(args.out or ("/tmp/peft_family_quick" if args.quick else "/tmp/peft_family"))
     kinds = [args.only] if args.only else ["minilm", "resnet18"]
     results: dict[str, Any] = {"peft_family": run(kinds, out, args.epochs)}
     print(table(results["peft_family"], COLUMNS))
@@ -181,7 +218,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["soups"] = soups(out)
         print(table(results["soups"], [("model", "model", ""), ("accuracy", "accuracy", ".4f"),
                                        ("ingredients", "ingredients", "")]))
-    write_results({"bench": "peft_family", **results})
+    if not args.quick:
+        # One key per part, so that --only minilm and --only resnet18 on the same day keep each other's rows.
+        rows = results["peft_family"]
+        parts = {f"peft_family_{kind}": [r for r in rows if r["model"] == kind] for kind in kinds}
+        parts.update({f"peft_family_{k}": v for k, v in results.items() if k != "peft_family"})
+        print(f"wrote {write_results(parts)}")
     return results
 
 

@@ -2,6 +2,13 @@
 
 LoKr adapts linear layers and convolutions, so it works on ResNets as on
 transformers. Saving, loading and merging come from :class:`tl_toolkit.PeftStrategy`.
+
+The update is ``kron(w1, w2)``, and peft starts the small factor ``w1`` at zero:
+its few entries each move one block of the update, so at a LoRA learning rate
+the update grows several times slower than LoRA's and a short run ends at the
+head's own accuracy (0.62 on MiniLM/SST-2 at ``train.lr`` 5e-4, like
+``head-only``). ``lr_ratio`` therefore defaults to 10: the factors learn at 10
+times ``train.lr``, the head at ``train.lr``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ class LoKrOptions(PeftOptions):
     alpha: float = Field(8, gt=0, description="scaling: the update is multiplied by alpha / r")
     rank_dropout: float = Field(0.0, ge=0, lt=1, description="dropout of each rank during training")
     module_dropout: float = Field(0.0, ge=0, lt=1, description="probability of switching an adapter off for a step")
+    lr_ratio: float = Field(
+        10.0, gt=0, description="the factors learn at train.lr times this; the head at train.lr"
+    )
     decompose_both: bool = Field(False, description="low-rank factorise the small Kronecker factor too")
     decompose_factor: int = Field(-1, description="the small factor's size; -1: as square as the shape allows")
 

@@ -410,7 +410,7 @@ def test_unknown_strategy_option_names_its_key(minimal: dict[str, Any]) -> None:
     problems = check_recipe(load_recipe(minimal))
     assert len(problems) == 1, problems
     assert problems[0].startswith("strategy.options.rank: unknown option")
-    assert "target_modules, layer_decay, r, alpha, dropout, use_dora" in problems[0]
+    assert "target_modules, layer_decay, lr_ratio, r, alpha, dropout, use_dora" in problems[0]
 
 
 def test_unknown_option_suggests_the_nearest(minimal: dict[str, Any]) -> None:

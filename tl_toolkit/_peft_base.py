@@ -7,8 +7,9 @@ is inherited:
 - target checks: every ``target_modules`` entry must name a module of the
   model, and an adapter type peft cannot put on a module is one user error;
 - "no trainable adapter": a configuration that leaves nothing to train is refused;
-- optimizer groups: layer-wise lr decay (``layer_decay``), per-parameter lr
-  scales (:meth:`PeftStrategy.lr_scale`, e.g. LoRA+), and no weight decay on
+- optimizer groups: the adapters' learning rate (``lr_ratio`` times ``train.lr``;
+  the head keeps ``train.lr``), layer-wise lr decay (``layer_decay``), per-parameter
+  lr scales (:meth:`PeftStrategy.lr_scale`, e.g. LoRA+), and no weight decay on
   scale parameters (:meth:`Strategy.no_decay`);
 - saving in peft's adapter format (adapter plus trained head) next to
   ``base/``, the backbone's starting weights, so plain peft reloads the run:
@@ -50,6 +51,11 @@ class PeftOptions(BaseModel):
     )
     layer_decay: float | None = Field(
         None, gt=0, le=1, description="layer-wise lr decay per block, head down (e.g. 0.8); null: one lr"
+    )
+    #: A subclass whose adapters need another rate than LoRA's at the same ``train.lr`` (IA3's vectors,
+    #: LoHa's and LoKr's products with a zero factor) redeclares this field with its own default.
+    lr_ratio: float = Field(
+        1.0, gt=0, description="the adapters learn at train.lr times this; the head keeps train.lr"
     )
 
 
@@ -115,6 +121,7 @@ class PeftStrategy(Strategy):
                 f"{targets} of {backbone.describe()} ({str(e).splitlines()[0]}); choose other modules"
             ) from None
         heads = tuple(backbone.head_names(model))
+        self.heads = heads
         adapters = [n for n, p in wrapped.named_parameters() if p.requires_grad and not _in_head(n, heads)]
         if not adapters:
             raise UserError(
@@ -127,13 +134,18 @@ class PeftStrategy(Strategy):
         return super().no_decay(name, param) or any(part in name for part in self.scale_parameters)
 
     def parameter_groups(self, model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-        """Groups by (lr scale, decay): layer-wise decay times :meth:`lr_scale`; no decay on scales."""
+        """Groups by (lr scale, decay): ``lr_ratio`` off the head, layer-wise decay, :meth:`lr_scale`.
+
+        No weight decay on scales (:meth:`no_decay`).
+        """
         groups: dict[tuple[float, bool], list[Any]] = {}
-        layer_decay, blocks = self.opts.layer_decay, getattr(self, "blocks", None)
+        opts = self.opts
+        layer_decay, blocks = opts.layer_decay, getattr(self, "blocks", None)
+        heads = getattr(self, "heads", ())
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
-            scale = self.lr_scale(name)
+            scale = self.lr_scale(name) * (1.0 if _in_head(name, heads) else opts.lr_ratio)
             index = block_index(name, blocks) if blocks else None
             if index is not None and layer_decay is not None and blocks:
                 scale *= layer_decay ** (len(blocks) - index)
