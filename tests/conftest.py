@@ -139,3 +139,39 @@ def tiny_text_recipe(name: str, out: Path, model: Path, **train: object) -> dict
         "strategy": {"plugin": "lora"},
         "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, **train},
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run where CUDA is present; elsewhere they are deselected, and the summary counts them.
+
+    An explicit ``-m`` chooses for itself: ``python -m pytest -m gpu`` runs them (and fails without a device).
+    """
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu or config.option.markexpr:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    config.hook.pytest_deselected(items=gpu)
+    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: its controller prints the summary line
+        config.workeroutput["gpu_deselected"] = [item.nodeid for item in gpu]
+
+
+class _Deselected:
+    """A test a pytest-xdist worker deselected, as its controller counts it."""
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+
+
+_gpu_reported: list[str] = []
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist (``-n 2``), count the gpu tests the workers deselected once, in the controller's summary."""
+    nodeids = getattr(node, "workeroutput", {}).get("gpu_deselected", [])
+    if nodeids and not _gpu_reported:
+        _gpu_reported.extend(nodeids)
+        node.config.hook.pytest_deselected(items=[_Deselected(n) for n in nodeids])

@@ -266,8 +266,13 @@ def run_card(readme: Path, inputs: list[Any]) -> tuple[list[Any], Any]:
     handler = _Collect(logging.WARNING)
     # transformers' loggers do not propagate to the root logger: listen to each library's own as well.
     loggers = [logging.getLogger(name) for name in ("", "transformers", "sentence_transformers", "peft", "timm")]
+    # A quiet run (finetune(quiet=True), tl predict) turns transformers down to errors, which would silence the
+    # load report that names missing weights: each library speaks at WARNING while the card's code runs.
+    levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
     namespace: dict[str, Any] = {"__name__": "__card__"}
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out, \
@@ -276,8 +281,9 @@ def run_card(readme: Path, inputs: list[Any]) -> tuple[list[Any], Any]:
             exec(compile(card_code(readme), str(readme), "exec"), namespace)
             labels, scores = namespace["predict"](inputs)
     finally:
-        for logger in loggers:
+        for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
+            logger.setLevel(level)
     said = [*records, *(str(w.message) for w in caught), out.getvalue(), err.getvalue()]
     problems = [line for text in said for line in text.splitlines() if _WEIGHT_PROBLEMS.search(line)]
     assert not problems, f"{readme}'s code loads weights that do not fit: {problems[:5]}"
