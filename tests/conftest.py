@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,23 @@ def image_overrides(out: Path, n_train: int = 64, n_eval: int = 32) -> list[str]
         "data.image_size=32", f"data.max_train_samples={n_train}", f"data.max_eval_samples={n_eval}",
         "backbone.model=resnet18", "backbone.pretrained=false", f"output_dir={out}",
     ]
+
+
+@contextmanager
+def recorded_figures() -> Iterator[dict[str, Any]]:
+    """Every matplotlib figure saved inside the block, by file name: a test checks what is drawn, not file sizes."""
+    from matplotlib.figure import Figure
+
+    figures: dict[str, Any] = {}
+    save = Figure.savefig
+
+    def spy(self: Figure, fname: Any, *args: Any, **kwargs: Any) -> Any:
+        figures[Path(fname).name] = self
+        return save(self, fname, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", spy)
+        yield figures
 
 
 def predict_inputs(backbone: str, tmp_path: Path) -> list[str]:
