@@ -141,7 +141,8 @@ class BertBackbone(Backbone):
     def _load_tokenizer(self, path: str) -> None:
         from transformers import AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.options.trust_remote_code)
+        # The first thing build() and load() read from the model: the warning about remote code comes here.
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self._remote_code)
 
     @property
     def _remote_code(self) -> bool:

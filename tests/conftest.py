@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,23 @@ def image_overrides(out: Path, n_train: int = 64, n_eval: int = 32) -> list[str]
     ]
 
 
+@contextmanager
+def recorded_figures() -> Iterator[dict[str, Any]]:
+    """Every matplotlib figure saved inside the block, by file name: a test checks what is drawn, not file sizes."""
+    from matplotlib.figure import Figure
+
+    figures: dict[str, Any] = {}
+    save = Figure.savefig
+
+    def spy(self: Figure, fname: Any, *args: Any, **kwargs: Any) -> Any:
+        figures[Path(fname).name] = self
+        return save(self, fname, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Figure, "savefig", spy)
+        yield figures
+
+
 def predict_inputs(backbone: str, tmp_path: Path) -> list[str]:
     if backbone == "bert":
         lines = [ln.split("\t")[0] for ln in (SST2 / "dev.tsv").read_text().splitlines()[1:21]]
@@ -139,3 +158,39 @@ def tiny_text_recipe(name: str, out: Path, model: Path, **train: object) -> dict
         "strategy": {"plugin": "lora"},
         "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, **train},
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run where CUDA is present; elsewhere they are deselected, and the summary counts them.
+
+    An explicit ``-m`` chooses for itself: ``python -m pytest -m gpu`` runs them (and fails without a device).
+    """
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu or config.option.markexpr:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    config.hook.pytest_deselected(items=gpu)
+    items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: its controller prints the summary line
+        config.workeroutput["gpu_deselected"] = [item.nodeid for item in gpu]
+
+
+class _Deselected:
+    """A test a pytest-xdist worker deselected, as its controller counts it."""
+
+    def __init__(self, nodeid: str) -> None:
+        self.nodeid = nodeid
+
+
+_gpu_reported: list[str] = []
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist (``-n 2``), count the gpu tests the workers deselected once, in the controller's summary."""
+    nodeids = getattr(node, "workeroutput", {}).get("gpu_deselected", [])
+    if nodeids and not _gpu_reported:
+        _gpu_reported.extend(nodeids)
+        node.config.hook.pytest_deselected(items=[_Deselected(n) for n in nodeids])

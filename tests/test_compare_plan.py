@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_tl, text_overrides
+from conftest import ROOT, recorded_figures, run_tl, text_overrides
 
 from tl_toolkit._compare import compare
 from tl_toolkit._plan import format_plan, plan
@@ -20,7 +20,8 @@ def test_compare_writes_every_strategy_and_the_gain_over_scratch(tiny_bert_dir: 
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TL_TOOLKIT_CACHE", str(tmp_path / "cache"))
     recipe = validate(RECIPE, text_overrides(tiny_bert_dir, tmp_path / "run", n_train=48, n_eval=32))
-    rows = compare(recipe, ["head-only", "full"], tmp_path / "cmp", quiet=True)
+    with recorded_figures() as figures:
+        rows = compare(recipe, ["head-only", "full"], tmp_path / "cmp", quiet=True)
     assert [r.strategy for r in rows] == ["head-only", "full", "scratch"]  # scratch added for the gain
     report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     scratch = json.loads((tmp_path / "cmp" / "scratch" / "summary.json").read_text())
@@ -30,12 +31,40 @@ def test_compare_writes_every_strategy_and_the_gain_over_scratch(tiny_bert_dir: 
         assert row["accuracy"] == summary["eval"]["accuracy"]
         assert row["trainable_params"] == summary["trainable_params"]
         assert row["gain_accuracy"] == pytest.approx(summary["eval"]["accuracy"] - scratch["eval"]["accuracy"])
-        assert row["peak_memory_mib"] >= 0
     by_name = {r["strategy"]: r for r in report["strategies"]}
     assert by_name["head-only"]["trainable_params"] < by_name["full"]["trainable_params"]
     md = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert all(f"| {name} |" in md for name in by_name) and "transfer gain" in md
-    assert (tmp_path / "cmp" / "comparison.png").stat().st_size > 1000
+    for r in rows:
+        assert (f"| {r.trainable_params:,} | {r.total_params:,} | {r.train_seconds:.1f} | "
+                f"{r.peak_memory_mib:.0f} |") in md
+    assert "transfer gain" in md
+    panels = figures["comparison.png"].axes
+    assert [ax.get_title() for ax in panels] == ["eval accuracy", "transfer gain over scratch (pt)",
+                                                 "trainable parameters"]
+    strategies = [r.strategy for r in rows]
+    expected = [[r.accuracy for r in rows], [100 * (r.gain_accuracy or 0) for r in rows],
+                [r.trainable_params for r in rows]]
+    for ax, values in zip(panels, expected, strict=True):
+        assert [t.get_text() for t in ax.get_xticklabels()] == strategies
+        assert [bar.get_height() for bar in ax.patches] == pytest.approx(values)
+    assert panels[2].get_yscale() == "log"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_peak_memory_sees_a_64_mib_block(device: str) -> None:
+    """What tl compare reports as peak memory: the CPU's resident set added, or the CUDA allocator's peak."""
+    import time
+
+    import torch
+
+    from tl_toolkit._memory import peak_memory
+
+    with peak_memory() as peak:
+        block = torch.ones(64 * 2**20, dtype=torch.uint8, device=device)  # written, so resident
+        time.sleep(0.2)  # the CPU probe samples every 20 ms
+        del block
+    assert peak.device == device
+    assert 64 <= peak.mib < 96, peak.mib
 
 
 def test_compare_rejects_an_unknown_strategy_with_exit_2(tmp_path: Path) -> None:

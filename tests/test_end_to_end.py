@@ -57,18 +57,21 @@ def test_backbone_x_strategy(backbone: str, strategy: str, tmp_path: Path, tiny_
 
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["eval"]) >= {"accuracy", "f1_macro", "loss"}
-    assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
     assert 0 < summary["trainable_params"] <= summary["total_params"]
     if strategy in ("head-only", "lora"):
         assert summary["trainable_params"] < summary["total_params"] / 2
     assert summary["train_seconds"] > 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows if r["kind"] == "eval"] == [1, 2]
+    last = [r for r in rows if r["kind"] == "eval"][-1]
+    assert summary["eval"] == last["eval"]  # the saved model is the last epoch's (no train.best_metric)
     assert any(r["kind"] == "train" for r in rows)
     resolved = yaml.safe_load((out / "recipe.yaml").read_text())
     assert resolved["strategy"]["plugin"] == strategy and resolved["train"]["epochs"] == 2
     assert (out / "report.md").read_text().count("learning_curves.png") == 1
-    assert (out / "learning_curves.png").stat().st_size > 10_000
+    from PIL import Image
+
+    assert Image.open(out / "learning_curves.png").size == (1320, 504)  # what is drawn: test_report.py
     assert any((out / "checkpoints").iterdir())
 
     inputs = predict_inputs(backbone, tmp_path)

@@ -20,6 +20,7 @@ import torch
 from conftest import ROOT, tiny_text_recipe
 
 from tl_toolkit import finetune
+from tl_toolkit.testing import weights_must_fit
 
 
 @pytest.mark.parametrize("strategy", ["full", "lora"])
@@ -44,12 +45,13 @@ def test_fsdp2_sharded_model_saves_and_reloads_in_the_plain_library(strategy: st
 
     model_dir = out / "model"
     base_dir = model_dir / "base" if strategy == "lora" else model_dir
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir)
-    if strategy == "lora":
-        from peft import PeftModel
+    with weights_must_fit("plain transformers (+ peft) on the sharded run's save"):
+        model = AutoModelForSequenceClassification.from_pretrained(base_dir)
+        if strategy == "lora":
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+            model = PeftModel.from_pretrained(model, model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
     with torch.no_grad():
         logits = model.eval()(**tokenizer(sharded["texts"], padding=True, return_tensors="pt")).logits
     torch.testing.assert_close(logits, torch.tensor(sharded["logits"]), atol=1e-5, rtol=1e-5)

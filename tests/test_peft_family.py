@@ -13,6 +13,7 @@ import pytest
 
 from tl_toolkit import BackboneConfig, DataConfig, PeftStrategy, Task, UserError
 from tl_toolkit._registry import registry
+from tl_toolkit.testing import weights_must_fit
 
 VARIANTS = {
     "lora": ("lora", {}),
@@ -81,15 +82,16 @@ def test_variant_reloads_with_plain_peft_and_merges(kind: str, variant: str, tin
     expected = _logits(model, inputs)
     strategy.save(model, backbone, tmp_path, task)
 
-    if kind == "bert":  # plain libraries only
-        from transformers import AutoModelForSequenceClassification
+    with weights_must_fit(f"plain {'transformers' if kind == 'bert' else 'timm'} + peft"):  # plain libraries only
+        if kind == "bert":
+            from transformers import AutoModelForSequenceClassification
 
-        base = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base")
-    else:
-        import timm
+            base = AutoModelForSequenceClassification.from_pretrained(tmp_path / "base")
+        else:
+            import timm
 
-        base = timm.create_model(f"local-dir:{tmp_path / 'base'}", pretrained=True)
-    plain = PeftModel.from_pretrained(base, str(tmp_path))
+            base = timm.create_model(f"local-dir:{tmp_path / 'base'}", pretrained=True)
+        plain = PeftModel.from_pretrained(base, str(tmp_path))
     torch.testing.assert_close(_logits(plain, inputs), expected)
 
     merged = strategy.load(_backbone(kind, tiny_bert_dir), tmp_path, merge=True)

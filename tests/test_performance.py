@@ -155,28 +155,27 @@ def test_compile_is_handed_to_accelerate() -> None:
     assert make_accelerator(recipe).state.dynamo_plugin.backend.value.lower() == "no"
 
 
-def test_optimizer_is_fused_on_cpu_and_steps_like_the_reference() -> None:
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_optimizer_is_fused_and_steps_like_the_reference(device: str) -> None:
     import torch
 
     from tl_toolkit._performance import make_optimizer
 
     torch.manual_seed(0)
     weights = [torch.randn(64, 32), torch.randn(32)]
-    ours = [torch.nn.Parameter(w.clone()) for w in weights]
+    ours = [torch.nn.Parameter(w.to(device)) for w in weights]
     reference = [torch.nn.Parameter(w.clone()) for w in weights]
-    optimizer = make_optimizer(ours, 1e-2, torch.device("cpu"))
+    optimizer = make_optimizer(ours, 1e-2, torch.device(device))
     assert optimizer.defaults["fused"]
     plain = torch.optim.AdamW(reference, lr=1e-2, foreach=False)
     for _ in range(5):
         grads = [torch.randn_like(w) for w in weights]
         for params, opt in ((ours, optimizer), (reference, plain)):
             for p, g in zip(params, grads, strict=True):
-                p.grad = g.clone()
+                p.grad = g.to(p.device)
             opt.step()
     for a, b in zip(ours, reference, strict=True):
-        torch.testing.assert_close(a, b)
-    if torch.cuda.is_available():
-        assert make_optimizer([torch.nn.Parameter(torch.zeros(2, device="cuda"))], 1e-3, torch.device("cuda")).defaults["fused"]
+        torch.testing.assert_close(a.cpu(), b, atol=1e-5, rtol=1e-5)
 
 
 def test_benchmark_suite_runs_the_gpu_path_on_cpu(tmp_path: Path) -> None:

@@ -91,11 +91,11 @@ def test_bert_card_code_predicts_like_tl_predict(strategy: str, pooling: str, se
     options = {} if pooling == "head" else {"pooling": pooling}
     run = _train(tmp_path / f"bert-{strategy}-{pooling}", {"plugin": "bert", "model": str(tiny_bert_dir),
                                                            "options": options}, _text_data(), strategy)
+    texts = sentences.read_text().splitlines()
+    _compare(run, [str(sentences)], texts, f"bert | {strategy} | {pooling}")
     code = card_code(run / "model" / "README.md")
     assert ("SentenceTransformer" in code) == (pooling != "head")
     assert ("PeftModel" in code) == (strategy == "lora" and pooling == "head")  # pooled LoRA is saved merged
-    texts = sentences.read_text().splitlines()
-    _compare(run, [str(sentences)], texts, f"bert | {strategy} | {pooling}")
     if strategy == "full":  # tl export --format hf writes the same layout, and its README's code loads it
         exported = export_run(run, "hf")
         _compare(run, [str(sentences)], texts, f"bert export hf | {strategy} | {pooling}", exported / "README.md")
@@ -120,3 +120,26 @@ def test_minilm_mean_pooled_card_code_predicts_like_tl_predict(sentences: Path, 
                  _text_data(n_train=32), strategy)
     assert (run / "model" / "modules.json").is_file()
     _compare(run, [str(sentences)], sentences.read_text().splitlines(), f"MiniLM-L6 | {strategy} | mean (auto)")
+
+
+def test_run_card_fails_on_weights_the_card_leaves_random_even_after_a_quiet_run(tiny_bert_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    """The guard every case above relies on: a card whose library builds a random head does not pass.
+
+    A bare encoder loaded as a sequence classifier (the card a pooled run had before the sentence-transformers
+    layout) leaves ``classifier.*`` newly initialised; transformers says so in its load report, which
+    ``run_card`` must hear although a quiet run earlier in the process turned transformers down to errors.
+    """
+    from tl_toolkit._quiet import quiet_libraries
+
+    quiet_libraries(True)
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n\n"
+        f"model = AutoModelForSequenceClassification.from_pretrained({str(tiny_bert_dir)!r}, num_labels=2)\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({str(tiny_bert_dir)!r})\n\n"
+        "def predict(texts):\n"
+        "    logits = model(**tokenizer(texts, padding=True, return_tensors='pt')).logits\n"
+        "    return logits.argmax(-1).tolist(), logits.softmax(-1)\n```\n")
+    with pytest.raises(AssertionError, match=r"code loads weights that do not fit: \['classifier\.(weight|bias) +\| MISSING"):
+        run_card(readme, ["a fine film"])

@@ -81,15 +81,3 @@ def test_eval_matches_the_run_and_accepts_other_data(text_run: Path, tmp_path: P
 
     proc = run_tl("eval", text_run, f"data.eval={tmp_path / 'absent.csv'}")
     assert proc.returncode == 2 and "absent.csv" in proc.stderr
-
-
-def test_offline_unknown_hub_model_is_one_clear_line(tmp_path: Path) -> None:
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        "name: offline\nbackbone: {plugin: bert, model: some-org/not-downloaded-bert}\n"
-        f"data: {{format: csv, train: {SST2 / 'dev.tsv'}, text_column: sentence}}\n"
-    )
-    proc = run_tl("run", recipe, f"output_dir={tmp_path / 'out'}")
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "some-org/not-downloaded-bert" in lines[0] and "HF_HUB_OFFLINE" in lines[0]

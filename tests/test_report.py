@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_text_recipe
+from conftest import recorded_figures, tiny_text_recipe
 
 from tl_toolkit._cli import main
 
@@ -22,8 +22,40 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     from tl_toolkit import finetune
 
     out = tmp_path_factory.mktemp("report-run")
-    finetune(_recipe(out, tiny_bert_dir), quiet=True)
+    with recorded_figures() as figures:
+        finetune(_recipe(out, tiny_bert_dir), quiet=True)
+    FIGURES.update(figures)
     return out
+
+
+FIGURES: dict = {}  # the figures the run fixture's finetune saved, by file name
+
+
+def test_learning_curves_and_confusion_matrix_draw_the_runs_numbers(run: Path) -> None:
+    import numpy as np
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train, evals = [r for r in rows if r["kind"] == "train"], [r for r in rows if r["kind"] == "eval"]
+    loss_ax, score_ax = FIGURES["learning_curves.png"].axes
+    assert (loss_ax.get_xlabel(), loss_ax.get_ylabel()) == ("epoch", "loss")
+    assert (score_ax.get_xlabel(), score_ax.get_ylabel()) == ("epoch", "score on held-out data")
+    drawn = {line.get_label(): line for line in loss_ax.lines}
+    assert list(drawn) == ["train loss (logged steps)", "train loss (epoch mean)", "eval loss"]
+    assert list(drawn["train loss (logged steps)"].get_ydata()) == [r["train_loss"] for r in train]
+    assert list(drawn["train loss (epoch mean)"].get_ydata()) == [r["train_loss"] for r in evals]
+    assert list(drawn["eval loss"].get_xdata()) == [1, 2]
+    assert list(drawn["eval loss"].get_ydata()) == [r["eval"]["loss"] for r in evals]
+    scores = {line.get_label(): list(line.get_ydata()) for line in score_ax.lines}
+    assert scores == {"accuracy": [r["eval"]["accuracy"] for r in evals],
+                      "macro-F1": [r["eval"]["f1_macro"] for r in evals]}
+
+    (matrix_ax, *_) = FIGURES["confusion_matrix.png"].axes  # the colour bar is the second
+    assert (matrix_ax.get_xlabel(), matrix_ax.get_ylabel()) == ("predicted label", "true label")
+    summary = json.loads((run / "summary.json").read_text())
+    assert [t.get_text() for t in matrix_ax.get_xticklabels()] == summary["label_names"]
+    counts = np.asarray(matrix_ax.images[0].get_array())
+    assert counts.sum(1).tolist() == [summary["per_class"][n]["support"] for n in summary["label_names"]]
+    assert np.trace(counts) == round(summary["eval"]["accuracy"] * summary["num_eval_examples"])
 
 
 def test_report_embeds_legible_plots_and_tables(run: Path) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import SST2
+from conftest import SST2, recorded_figures
 
 from tl_toolkit import load_recipe
 from tl_toolkit._cli import main
@@ -31,7 +31,8 @@ def test_grid_runs_every_strategy_on_the_same_examples_and_reuses_eval_features(
     tiny_bert_dir: Path, tmp_path: Path, sst2: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recipe = _recipe(tiny_bert_dir, tmp_path / "out", sst2)
-    runs = sample_efficiency(recipe, ["head-only", "contrastive"], [2, 4], [0, 1])
+    with recorded_figures() as figures:
+        runs = sample_efficiency(recipe, ["head-only", "contrastive"], [2, 4], [0, 1])
     assert [(r.size, r.seed, r.strategy) for r in runs][:3] == [(2, 0, "head-only"), (2, 0, "contrastive"),
                                                               (2, 1, "head-only")]
     assert {r.train_examples for r in runs if r.size == 4} == {8}  # 4 per class, 2 classes
@@ -47,10 +48,19 @@ def test_grid_runs_every_strategy_on_the_same_examples_and_reuses_eval_features(
     report = json.loads((root / "comparison.json").read_text())
     assert len(report["summary"]) == 4 and len(report["runs"]) == 8
     cell = next(r for r in report["summary"] if r["strategy"] == "head-only" and r["size"] == 2)
-    assert cell["seeds"] == 2 and cell["accuracy_std"] >= 0
+    import statistics
+
+    both = [r.accuracy for r in runs if r.strategy == "head-only" and r.size == 2]
+    assert cell["seeds"] == 2 and cell["accuracy_mean"] == pytest.approx(statistics.mean(both))
+    assert cell["accuracy_std"] == pytest.approx(statistics.stdev(both))  # the sample std over the seeds
     assert len(report["winners"]) == 2 and report["winners"][0].startswith("At 2 examples per class, ")
     md = (root / "comparison.md").read_text()
-    assert "| head-only | 4 |" in md and (root / "comparison.png").stat().st_size > 0
+    assert "| head-only | 4 |" in md
+    [ax] = figures["comparison.png"].axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("labelled training examples per class", "eval accuracy")
+    curves = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+    assert curves == {s: ([2, 4], [c["accuracy_mean"] for c in report["summary"] if c["strategy"] == s])
+                      for s in ("head-only", "contrastive")}
     # Run again: every finished run of the same recipe is read back, not trained.
     capsys.readouterr()
     again = sample_efficiency(recipe, ["head-only", "contrastive"], [2, 4], [0, 1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,40 @@ def test_a_recipe_cannot_construct_python_objects(tmp_path: Path, capsys: pytest
 
 
 @pytest.mark.parametrize("trusted", [True, False])
-def test_trust_remote_code_only_when_set_and_with_a_warning(trusted: bool, recwarn: pytest.WarningsRecorder) -> None:
+def test_trust_remote_code_reaches_transformers_only_when_set_and_warns(
+    trusted: bool, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """What the backbone hands to every ``from_pretrained`` (build and reload), and one warning when it is true."""
+    import transformers
+
+    from tl_toolkit import Task
+
+    seen: list[tuple[str, Any]] = []
+    for name in ("AutoTokenizer", "AutoConfig", "AutoModel", "AutoModelForSequenceClassification"):
+        cls = getattr(transformers, name)
+
+        def spy(*args: Any, _name: str = name, _load: Any = cls.from_pretrained, **kwargs: Any) -> Any:
+            caller = sys._getframe(1).f_globals["__name__"]
+            if caller.startswith(("tl_toolkit", "tl_toolkit_plugins")):  # not transformers' calls to itself
+                seen.append((_name, kwargs.get("trust_remote_code", "not given")))
+            return _load(*args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", spy)
     backbone = registry.get("backbone", "bert")(
-        BackboneConfig(plugin="bert", model="some/model", options={"trust_remote_code": trusted}),
+        BackboneConfig(plugin="bert", model=str(tiny_bert_dir), options={"trust_remote_code": trusted}),
         DataConfig(format="csv", train="-"),
     )
-    assert backbone._remote_code is trusted
-    warned = [w for w in recwarn if "trust_remote_code" in str(w.message)]
-    assert len(warned) == (1 if trusted else 0)
+    task = Task(["neg", "pos"])
+    backbone.save(backbone.build(task), tmp_path / "saved", task)
+    backbone.load(tmp_path / "saved")
+    assert [n for n, _ in seen] == ["AutoTokenizer", "AutoConfig", "AutoModelForSequenceClassification",
+                                    "AutoTokenizer", "AutoModelForSequenceClassification"]
+    assert [flag for _, flag in seen] == [trusted] * 5
+    warned = [str(w.message) for w in recwarn if "trust_remote_code" in str(w.message)]
+    assert warned == ([f"backbone.options.trust_remote_code is true: {str(tiny_bert_dir)!r} may run its own Python "
+                       f"code in this process; set it only for models whose code you have read or trust"]
+                      if trusted else [])
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ import pytest
 from conftest import tiny_text_recipe
 
 from tl_toolkit import RecipeError, TaskPlugin, finetune, predict
-from tl_toolkit._cli import main
 from tl_toolkit._registry import PluginInfo, registry
 from tl_toolkit._validate import validate
 
@@ -61,13 +59,6 @@ def margin_task() -> Iterator[str]:
         yield "margin"
     finally:
         del plugins["margin"]
-
-
-def test_tl_list_shows_the_four_built_in_tasks(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    tasks = {r["name"] for r in rows if r["kind"] == "task" and r["group"] == "tl_toolkit.tasks" and not r["error"]}
-    assert {"classification", "multi_label", "regression", "token_classification"} <= tasks
 
 
 def test_recipe_checks_name_the_task(tmp_path: Path, tiny_bert_dir: Path) -> None:

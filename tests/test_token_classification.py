@@ -16,6 +16,7 @@ from conftest import SHARED
 
 from tl_toolkit import UserError, finetune, load_recipe, predict
 from tl_toolkit._cli import main
+from tl_toolkit.testing import card_code, weights_must_fit
 
 CONLL = SHARED / "conll2003"
 SENTENCES = [  # CoNLL-style text: punctuation stands apart, as the tokenizer splits it anyway
@@ -225,7 +226,6 @@ def test_padding_free_rows_score_and_weigh_tokens_as_padded_batches(tiny_ner_dir
 
 
 def test_run_reports_entity_metrics_and_saves_a_plain_transformers_model(ner_run: Path) -> None:
-    from transformers import AutoModelForTokenClassification
 
     summary = json.loads((ner_run / "summary.json").read_text())
     assert set(summary["eval"]) == {"f1", "precision", "recall", "accuracy", "loss"}
@@ -236,7 +236,11 @@ def test_run_reports_entity_metrics_and_saves_a_plain_transformers_model(ner_run
     assert "## Per-entity-type metrics" in report and "| run | f1 | precision | recall | accuracy |" in report
     card = (ner_run / "model" / "README.md").read_text()
     assert "pipeline_tag: token-classification" in card
-    model = AutoModelForTokenClassification.from_pretrained(ner_run / "model")
+    namespace: dict = {}
+    with weights_must_fit("the NER model card's code"):  # the card's own code block, as a user pastes it
+        exec(card_code(ner_run / "model" / "README.md"), namespace)
+    model = namespace["model"]
+    assert type(model).__name__ == "BertForTokenClassification"
     assert model.config.id2label[0] == "O" and model.config.num_labels == len(summary["label_names"])
 
 
@@ -275,7 +279,8 @@ def test_predict_entities_equal_the_transformers_pipeline(varied_run: Path, tmp_
     for row in ours:
         for e in row["entities"]:
             assert row["input"][e["start"]:e["end"]] == e["text"]
-    first = pipeline("token-classification", model=str(varied_run / "model"), aggregation_strategy="first")
+    with weights_must_fit("transformers' token-classification pipeline"):
+        first = pipeline("token-classification", model=str(varied_run / "model"), aggregation_strategy="first")
     for row, theirs in zip(ours, first(SENTENCES), strict=True):
         assert [(e["type"], e["start"], e["end"]) for e in row["entities"]] == [
             (t["entity_group"], t["start"], t["end"]) for t in theirs]

@@ -8,6 +8,7 @@ architecture; images are 32 px at most, runs one epoch on a few dozen examples.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from conftest import run_tl
 
 import tl_toolkit
 from tl_toolkit import BackboneConfig, DataConfig, DataError, Task, open_image
+from tl_toolkit.testing import weights_must_fit
 
 
 def digits_recipe(out: Path, **backbone: Any) -> dict[str, Any]:
@@ -165,7 +167,8 @@ def test_resnet50_from_timm_weights_trains_saves_and_reloads_in_plain_timm(
     assert saved["fc.weight"].shape == (4, 2048)
 
     # model/ loads with plain timm and predicts what the trained model predicts.
-    plain = timm.create_model(f"local-dir:{out / 'model'}", pretrained=True).eval()
+    with weights_must_fit("plain timm"):
+        plain = timm.create_model(f"local-dir:{out / 'model'}", pretrained=True).eval()
     trained = result.model.eval()
     images = torch.randn(6, 3, 32, 32)
     with torch.no_grad():
@@ -211,12 +214,34 @@ def test_mixup_makes_soft_targets_for_even_training_batches_only() -> None:
     assert plain.train_batch(batch) is batch
 
 
-def test_run_with_randaugment_mixup_cutmix_and_label_smoothing(tmp_path: Path) -> None:
+def test_run_with_randaugment_mixup_cutmix_and_label_smoothing(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loss sees mixed (soft) targets, and smooths them by ``train.label_smoothing`` on top."""
+    import torch
+    from tl_toolkit_plugins.classification import ClassificationTask
+
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    loss = ClassificationTask.loss
+
+    def spy(self: ClassificationTask, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> Any:
+        value = loss(self, logits, labels, reduction)
+        calls.append((logits.detach().float(), labels.detach(), value.detach()))
+        return value
+
+    monkeypatch.setattr(ClassificationTask, "loss", spy)
     recipe = digits_recipe(tmp_path / "run", options={"auto_augment": "rand-m9-mstd0.5", "mixup": 0.8,
                                                       "cutmix": 1.0, "hflip": 0.0})
     recipe["train"]["label_smoothing"] = 0.1
     result = tl_toolkit.finetune(recipe, quiet=True)
-    assert 0.0 <= result.metrics["accuracy"] <= 1.0 and result.metrics["loss"] > 0
+    soft = [c for c in calls if c[1].ndim == 2]  # training batches: mixup/cutmix made the targets soft
+    assert len(soft) == 5  # 40 images / batch 8
+    for logits, targets, value in soft:
+        torch.testing.assert_close(targets.sum(-1), torch.ones(len(targets)))
+        assert ((targets > 0) & (targets < 1)).any()  # mixed, not one-hot
+        smoothed = 0.9 * targets + 0.1 / 4  # 4 classes
+        expected = -(smoothed * logits.log_softmax(-1)).sum(-1)
+        torch.testing.assert_close(value, expected if value.ndim else expected.mean(), atol=1e-5, rtol=1e-5)
+    assert math.isfinite(result.metrics["loss"])
     backbone, _ = _backbone(auto_augment="rand-m9-mstd0.5")
     assert "RandAugment" in repr(backbone.train_transform) and "RandAugment" not in repr(backbone.eval_transform)
 
@@ -300,7 +325,8 @@ def test_lora_run_merges_into_a_plain_timm_model(tmp_path: Path) -> None:
     assert not any("lora" in name for name, _ in merged.named_modules())
     # Saved in timm's format, the merged model is a plain timm model with the trained head.
     loaded.backbone.save(merged, tmp_path / "merged", Task(loaded.label_names))
-    plain = timm.create_model(f"local-dir:{tmp_path / 'merged'}", pretrained=True).eval()
+    with weights_must_fit("plain timm"):
+        plain = timm.create_model(f"local-dir:{tmp_path / 'merged'}", pretrained=True).eval()
     images = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(plain(images), result.model.eval()(images), atol=1e-5, rtol=1e-4)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_tl
+from conftest import recorded_figures, run_tl
 from test_resume import RECIPE, _kill_after_first_checkpoint
 
 
@@ -96,13 +96,19 @@ def test_wise_ft_alpha_one_is_the_run_and_saves_a_run(tmp_path: Path) -> None:
     recipe = _two_epoch_run(tmp_path, epochs=1)
     out = tmp_path / "run"
     assert run_tl("run", recipe, f"output_dir={out}", "--quiet").returncode == 0
-    proc = run_tl("wise-ft", out, "--alphas", "0,0.5,1", "--save", "0.5", "data.max_eval_samples=16")
-    assert proc.returncode == 0, proc.stderr
+    from tl_toolkit._cli import main
+
+    with recorded_figures() as figures:  # tl wise-ft in this process, to see what it draws
+        assert main(["wise-ft", str(out), "--alphas", "0,0.5,1", "--save", "0.5", "data.max_eval_samples=16"]) == 0
     result = json.loads((out / "wise_ft" / "wise_ft.json").read_text())
     assert [r["alpha"] for r in result["curve"]] == [0, 0.5, 1]
     assert result["curve"][-1]["eval"] == result["summary_eval"]  # alpha 1 is the run itself, exactly
     assert "shifted" in result["curve"][0]
-    assert (out / "wise_ft" / "wise_ft.png").stat().st_size > 0
+    [ax] = figures["wise_ft.png"].axes
+    metric = result["metric"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("alpha (0: starting weights, 1: fine-tuned)", metric)
+    drawn = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+    assert drawn == {name: ([0, 0.5, 1], [r[name][metric] for r in result["curve"]]) for name in ("eval", "shifted")}
     saved = out / "wise_ft" / "alpha-0.5"
     proc = run_tl("eval", saved, "--batch-size", "32")
     assert proc.returncode == 0, proc.stderr

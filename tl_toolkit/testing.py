@@ -12,6 +12,7 @@
 - :func:`run_tl`: the real CLI in a subprocess, offline.
 - :func:`card_code`, :func:`run_card`: the Python block of a model card, and that block executed as a
   user pastes it (what a backbone's ``usage`` promises, checked against ``tl predict``).
+- :func:`weights_must_fit`: a block in which no plain library may report missing or unexpected weights.
 
 Importing this module does not import torch.
 """
@@ -43,6 +44,7 @@ __all__ = [
     "tiny_bert",
     "tiny_recipe",
     "tiny_text_data",
+    "weights_must_fit",
 ]
 
 _WORDS = ["the", "a", "film", "movie", "is", "was", "good", "bad", "great", "awful", "fun", "dull", "not",
@@ -245,12 +247,14 @@ def card_code(readme: Path) -> str:
     return blocks[0]
 
 
-def run_card(readme: Path, inputs: list[Any]) -> tuple[list[Any], Any]:
-    """Execute the card's code as written (no tl_toolkit in it), then its ``predict`` on ``inputs``: (labels, scores).
+@contextmanager
+def weights_must_fit(what: str = "the plain library") -> Iterator[None]:
+    """Fail (AssertionError) if code run inside the block makes a library report weights that do not fit.
 
-    ``readme`` is a run's ``model/README.md`` or an export's README; ``inputs`` are texts or image paths.
-    Fails (AssertionError) when a library reports weights that are missing, unexpected or newly
-    initialised while loading: the card would give a user a different model than the run saved.
+    Listens to what transformers (its load report), peft, sentence-transformers and timm say while loading:
+    weights missing, unexpected, newly initialised or of mismatched shape. Wrap a plain-library load with it,
+    e.g. ``with weights_must_fit(): PeftModel.from_pretrained(base, model_dir)``. ``what`` names the code in the
+    failure message. Output the block prints is swallowed.
     """
     import contextlib
     import io
@@ -266,19 +270,37 @@ def run_card(readme: Path, inputs: list[Any]) -> tuple[list[Any], Any]:
     handler = _Collect(logging.WARNING)
     # transformers' loggers do not propagate to the root logger: listen to each library's own as well.
     loggers = [logging.getLogger(name) for name in ("", "transformers", "sentence_transformers", "peft", "timm")]
+    # A quiet run (finetune(quiet=True), tl predict) turns transformers down to errors, which would silence the
+    # load report that names missing weights: each library speaks at WARNING inside the block.
+    levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(handler)
-    namespace: dict[str, Any] = {"__name__": "__card__"}
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()) as out, \
                 contextlib.redirect_stderr(io.StringIO()) as err:
             warnings.simplefilter("always")
-            exec(compile(card_code(readme), str(readme), "exec"), namespace)
-            labels, scores = namespace["predict"](inputs)
+            yield
     finally:
-        for logger in loggers:
+        for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)
+            logger.setLevel(level)
     said = [*records, *(str(w.message) for w in caught), out.getvalue(), err.getvalue()]
     problems = [line for text in said for line in text.splitlines() if _WEIGHT_PROBLEMS.search(line)]
-    assert not problems, f"{readme}'s code loads weights that do not fit: {problems[:5]}"
+    assert not problems, f"{what} loads weights that do not fit: {problems[:5]}"
+
+
+def run_card(readme: Path, inputs: list[Any]) -> tuple[list[Any], Any]:
+    """Execute the card's code as written (no tl_toolkit in it), then its ``predict`` on ``inputs``: (labels, scores).
+
+    ``readme`` is a run's ``model/README.md`` or an export's README; ``inputs`` are texts or image paths.
+    Fails (AssertionError, :func:`weights_must_fit`) when a library reports weights that are missing,
+    unexpected or newly initialised while loading: the card would give a user a different model than the
+    run saved.
+    """
+    namespace: dict[str, Any] = {"__name__": "__card__"}
+    with weights_must_fit(f"{readme}'s code"):
+        exec(compile(card_code(readme), str(readme), "exec"), namespace)
+        labels, scores = namespace["predict"](inputs)
     return labels, scores

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from tl_bitfit import BitFitOptions, BitFitStrategy
 
-from tl_toolkit.testing import tiny_bert
+from tl_toolkit.testing import run_card, tiny_bert
 
 # Everything here runs offline, as CI does.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -220,7 +220,6 @@ def test_tl_run_on_digits(tmp_path: Path) -> None:
                    if name.endswith(".bias") or name.startswith("fc."))
     assert summary["trainable_params"] == expected
     assert summary["total_params"] == sum(p.numel() for p in reference.parameters())
-    assert 0.0 <= summary["eval"]["accuracy"] <= 1.0
     assert "+ bitfit" in result.stdout
     # Saved like a `full` run, in timm's own format.
     assert (out / "model" / "model.safetensors").is_file()
@@ -237,7 +236,10 @@ def test_tl_run_on_digits(tmp_path: Path) -> None:
     result = run_tl("predict", out, *images, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(rows) == 3 and all(r["label"] in summary["label_names"] for r in rows)
+    assert len(rows) == 3
+    # ... and the model card's own code, plain timm, predicts the same labels.
+    labels, _ = run_card(out / "model" / "README.md", [str(p) for p in images])
+    assert [r["label"] for r in rows] == labels
 
 
 def test_tl_run_names_a_misspelt_option(tmp_path: Path) -> None:
