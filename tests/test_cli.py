@@ -201,7 +201,7 @@ PROBLEMS: dict[str, Any] = {
                            "got 'big'"),
     "missing data file": lambda: "data.train: file 'missing.csv' not found; check the path (relative to {dir})",
 }
-MIXED_PRECISION = "train.mixed_precision: 'fp8' is not allowed; choose 'no', 'fp16' or 'bf16'"
+MIXED_PRECISION = "train.mixed_precision: 'fp8' is not allowed; choose 'auto', 'no', 'fp16' or 'bf16'"
 BRET = ("backbone.plugin: Unknown backbone plugin 'bret'. Did you mean 'bert'? Registered backbone plugins: "
         "{backbones}. Install a package that provides it (entry-point group 'tl_toolkit.backbones') or pick one "
         "of these.")

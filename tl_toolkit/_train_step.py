@@ -121,7 +121,9 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     )
     scheduler = accelerator.prepare(scheduler)
     step = TrainStep(accelerator, model, backbone, strategy, objective, optimizer, scheduler, cfg.max_grad_norm)
-    step.autocast = step_autocast(cfg.mixed_precision, accelerator.device, backbone.cpu_bf16)
+    # A frozen backbone's features must be those its feature cache holds (fp32): only trained backbones autocast.
+    step.autocast = step_autocast(cfg.mixed_precision, accelerator.device,
+                                  backbone.cpu_bf16 and not strategy.frozen_backbone)
     return Training(model, optimizer, scheduler, train_loader, eval_loader, step, recomputes)
 
 
