@@ -194,3 +194,27 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     if nodeids and not _gpu_reported:
         _gpu_reported.extend(nodeids)
         node.config.hook.pytest_deselected(items=[_Deselected(n) for n in nodeids])
+
+
+@pytest.fixture
+def conv_dtypes(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The output dtype of a ResNet's first convolution at every forward pass the test makes.
+
+    accelerate hands the logits back in float32: what autocast changes shows inside, in the layers.
+    """
+    import torch
+    from tl_toolkit_plugins.resnet import ResNetBackbone
+
+    dtypes: list[torch.dtype] = []
+    forward = ResNetBackbone.forward
+
+    def spy(self: ResNetBackbone, model: Any, batch: dict[str, Any]) -> Any:
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        hook = conv.register_forward_hook(lambda _m, _args, out: dtypes.append(out.dtype))
+        try:
+            return forward(self, model, batch)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(ResNetBackbone, "forward", spy)
+    return dtypes
