@@ -618,6 +618,20 @@ COMPARE_CASES = [
          ("r.yaml", "permission"), user="nobody", defect=2),
 ]
 
+SWEEP_CASES = [
+    Case("sweep:no space to search", lambda e: ["sweep", e.write(e.text_recipe()), "-q"],
+         ("sweep.space", "nothing to search")),
+    Case("sweep:--trials 0", lambda e: ["sweep", e.write(e.text_recipe(sweep={"space": {"train.lr": {
+        "type": "float", "low": 1.0e-5, "high": 1.0e-3}}})), "--trials", "0", "-q"], ("--trials", "at least 1")),
+]
+
+WISE_FT_CASES = [
+    Case("wise-ft:alpha above 1", lambda e: ["wise-ft", str(e.world.runs["text"]), "--alphas", "0,2"],
+         ("--alphas", "between 0 and 1", "[0.0, 2.0]")),
+    Case("wise-ft:alphas that are not numbers", lambda e: ["wise-ft", str(e.world.runs["text"]), "--alphas", "0,x"],
+         ("--alphas", "'0,x'", "comma-separated list of numbers")),
+]
+
 PLAN_CASES = [
     Case("plan:--steps 0", lambda e: ["plan", e.write(e.text_recipe()), "--steps", "0"], ("--steps", "at least 1")),
     Case("plan:recipe file missing", lambda e: ["plan", str(e.dir / "nope.yaml")], ("nope.yaml", "not found")),
@@ -662,7 +676,8 @@ NEW_PLUGIN_CASES = [
 ]
 
 CASES: list[Case] = [*RECIPE_CASES, *OUTPUT_CASES, *OVERWRITE_CASES, *DATA_CASES, *MODEL_CASES, *STRATEGY_CASES,
-                     *PREDICT_CASES, *EVAL_CASES, *EXPORT_CASES, *COMPARE_CASES, *PLAN_CASES, *NEW_PLUGIN_CASES]
+                     *PREDICT_CASES, *EVAL_CASES, *EXPORT_CASES, *COMPARE_CASES, *SWEEP_CASES, *WISE_FT_CASES, *PLAN_CASES,
+                     *NEW_PLUGIN_CASES]
 
 
 def drop_privileges() -> None:

@@ -130,24 +130,32 @@ def test_finetune_recipe_built_in_code_and_its_yaml_reproduces_it(tmp_path: Path
     assert again.metrics == pytest.approx(result.metrics, rel=1e-5)
 
 
-def test_finished_output_dir_needs_overwrite(tmp_path: Path) -> None:
+def test_a_finished_run_is_replaced_only_when_asked(tmp_path: Path) -> None:
+    """Refused without ``overwrite`` (every file as it was); replaced whole with it, stale files included.
+
+    The CLI's refusal (exit 2, the whole sentence, byte-identical files) is the bad-input matrix's case
+    ``run:finished run in output_dir``.
+    """
     out = tmp_path / "run"
     small = {"max_train_samples": 16, "max_eval_samples": 16}
     first = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True)
     assert first.summary["num_train_examples"] == 16
-    before = (out / "summary.json").read_text()
+    (out / "eval.json").write_text("{}")  # as `tl eval` leaves it: it describes the old model
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     bigger = {**small, "max_train_samples": 32}
     with pytest.raises(UserError) as err:
         tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=bigger), quiet=True)
-    assert "--overwrite" in str(err.value) and str(out) in str(err.value)
-    assert (out / "summary.json").read_text() == before  # nothing was touched
+    assert str(err.value) == (f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace "
+                              "it or set output_dir=<another directory>")
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
     second = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=bigger), quiet=True, overwrite=True)
     assert second.summary["num_train_examples"] == 32
     assert json.loads((out / "summary.json").read_text()) == second.summary
     assert len(eval_rows(out)) == 1  # the old run's metrics were replaced, not appended to
     assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["max_train_samples"] == 32
+    assert not (out / "eval.json").exists()  # the old model's evaluation went with it
 
 
 # -- a finished source run: predict, load_model_dir, transfer --------------------------------

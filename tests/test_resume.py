@@ -76,22 +76,6 @@ def test_resume_after_kill_matches_an_uninterrupted_run(strategy: str, tmp_path:
     assert [r["eval"] for r in rows_b if r["kind"] == "eval"] == [r["eval"] for r in rows_a if r["kind"] == "eval"]
 
 
-def test_finished_run_is_not_overwritten_without_asking(tmp_path: Path) -> None:
-    recipe = _recipe(tmp_path, "head-only")
-    out = tmp_path / "run"
-    assert run_tl("run", recipe, f"output_dir={out}", "train.epochs=1", "--quiet").returncode == 0
-    before = (out / "summary.json").read_bytes()
-    proc = run_tl("run", recipe, f"output_dir={out}", "train.epochs=1", "--quiet")
-    assert proc.returncode == 2
-    assert "already holds a finished run" in proc.stderr and "Traceback" not in proc.stderr
-    assert (out / "summary.json").read_bytes() == before
-    assert len(list((out / "checkpoints").iterdir())) == 1  # keep_checkpoints: 1
-    (out / "eval.json").write_text("{}")  # as `tl eval` leaves it: it describes the old model
-    proc = run_tl("run", recipe, f"output_dir={out}", "train.epochs=1", "--overwrite", "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    assert not (out / "eval.json").exists()
-
-
 # -- kill -9 at a chosen batch, then resume: text, phased strategies, augmentation, accumulation, init_from --------
 #
 # Each run below is `tl run` in a child forked from pytest (tests/forked.py: no second import of torch). A killed

@@ -304,15 +304,15 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
         UserError: the name is not usable or the folder exists.
     """
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-        raise UserError(f"new-plugin: name {name!r} must start with a letter and use a-z, 0-9, '-' or '_'")
+        raise UserError(f"name {name!r} must start with a letter and use a-z, 0-9, '-' or '_'")
     if kind not in ("strategy", "backbone"):
-        raise UserError(f"new-plugin: --kind {kind!r} is not one of strategy, backbone")
+        raise UserError(f"--kind {kind!r} is not one of strategy, backbone")
     module = "tl_" + name.replace("-", "_")
     if keyword.iskeyword(module):
-        raise UserError(f"new-plugin: {name!r} gives the module name {module!r}, a Python keyword")
+        raise UserError(f"{name!r} gives the module name {module!r}, a Python keyword")
     root = parent / name
     if root.exists():
-        raise UserError(f"new-plugin: {root} already exists; choose another name or remove it")
+        raise UserError(f"{root} already exists; choose another name or remove it")
     cls = _class_name(name, kind)
     group = "tl_toolkit.strategies" if kind == "strategy" else "tl_toolkit.backbones"
     fields = {"name": name, "module": module, "cls": cls, "group": group, "api": PLUGIN_API_VERSION,
