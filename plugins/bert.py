@@ -82,17 +82,24 @@ class BertOptions(BaseModel):
     )
 
 
-def checkpoint_pooling(path: str) -> str | None:
-    """The pooling a sentence-transformers checkpoint was trained with (``1_Pooling/config.json``), or None."""
-    from tl_toolkit_plugins.bert_pooling import POOLING_FILE, pooling_from_st_config
+def _checkpoint_file(path: str, name: str) -> Path | None:
+    """``name`` of the checkpoint ``path`` (a local directory, or the hub and its cache offline), or None."""
     from transformers.utils import cached_file
 
-    try:  # a local directory or the hub (its cache offline); a checkpoint without the file is not an error
-        found = cached_file(path, POOLING_FILE, _raise_exceptions_for_missing_entries=False,
+    try:  # a checkpoint without the file is not an error
+        found = cached_file(path, name, _raise_exceptions_for_missing_entries=False,
                             _raise_exceptions_for_connection_errors=False)
     except OSError:
         return None
-    return pooling_from_st_config(json.loads(Path(found).read_text())) if found else None
+    return Path(found) if found else None
+
+
+def checkpoint_pooling(path: str) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with (``1_Pooling/config.json``), or None."""
+    from tl_toolkit_plugins.bert_pooling import POOLING_FILE, pooling_from_st_config
+
+    found = _checkpoint_file(path, POOLING_FILE)
+    return pooling_from_st_config(json.loads(found.read_text())) if found else None
 
 
 def resolve_model(name: str) -> str:
@@ -352,6 +359,16 @@ class BertBackbone(Backbone):
             mask = torch.ones_like(inputs["input_ids"])
         hidden = model.encoder(attention_mask=mask, **inputs).last_hidden_state
         return pool(hidden, mask, model.pooling)
+
+    def normalize_head_input(self, model: nn.Module) -> bool:
+        """A sentence-transformers checkpoint ending in ``Normalize`` (all-MiniLM-L6-v2): the head reads unit vectors."""
+        from tl_toolkit_plugins.bert_pooling import PooledClassifier, normalizes
+
+        modules = _checkpoint_file(resolve_model(self.config.model), "modules.json")
+        if not isinstance(model, PooledClassifier) or modules is None or not normalizes(modules.parent):
+            return False
+        model.normalize = True
+        return True
 
     def head_forward(self, model: nn.Module, features: torch.Tensor) -> torch.Tensor:
         return self._single_head(model)(features)

@@ -13,7 +13,10 @@ On disk (``save_pooled`` / ``load_pooled``) the model is a sentence-transformers
 model, so ``SentenceTransformer(model_dir).encode(texts)`` returns its logits:
 ``modules.json`` lists the encoder (its ``save_pretrained`` files at the top,
 ``config.json`` carrying ``id2label``), the pooling (``1_Pooling/config.json``)
-and the head as a ``Dense`` layer with the Identity activation
+a ``Normalize`` module when the head reads unit-length embeddings
+(:attr:`PooledClassifier.normalize`, set by strategies that fit the head on the
+checkpoint's normalised sentence embeddings), and the head as a ``Dense`` layer
+with the Identity activation
 (``2_Dense/``: ``config.json``, ``model.safetensors`` with ``linear.weight`` and
 ``linear.bias``); ``sentence_bert_config.json`` holds ``data.max_length``. The
 files are plain JSON and safetensors, written here without sentence-transformers.
@@ -31,16 +34,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-__all__ = ["DENSE_DIR", "HEAD_FILE", "POOLING_FILE", "PooledClassifier", "is_pooled", "load_pooled", "pool",
-           "save_pooled"]
+__all__ = ["DENSE_DIR", "HEAD_FILE", "POOLING_FILE", "PooledClassifier", "is_pooled", "load_pooled", "normalizes",
+           "pool", "save_pooled"]
 
 HEAD_FILE = "classifier.safetensors"  # the head in runs saved before the sentence-transformers layout
 POOLING_FILE = "1_Pooling/config.json"
 DENSE_DIR = "2_Dense"
-# The sentence-transformers pipeline: encoder (files at the top), pooling, then the head as a Dense layer.
-_ST_MODULES = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-               {"idx": 2, "name": "2", "path": DENSE_DIR, "type": "sentence_transformers.models.Dense"}]
+# The sentence-transformers pipeline: encoder (files at the top), pooling, [normalisation,] the head as a Dense layer.
+_ENCODER = {"path": "", "type": "sentence_transformers.models.Transformer"}
+_POOLING = {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}
+_NORMALIZE = {"path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}  # no files, as in the hub's
+_DENSE = {"path": DENSE_DIR, "type": "sentence_transformers.models.Dense"}
 # sentence-transformers' pooling flags, in the order they are read: the first one set wins.
 _ST_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tokens": "mean",
              "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
@@ -49,6 +53,12 @@ _ST_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_mean_sqrt_len_tok
 def pooling_from_st_config(config: dict[str, Any]) -> str | None:
     """``mean``, ``cls`` or ``max`` from a sentence-transformers ``1_Pooling/config.json``."""
     return next((mode for flag, mode in _ST_FLAGS.items() if config.get(flag)), None)
+
+
+def normalizes(directory: Path) -> bool:
+    """Whether the sentence-transformers model in ``directory`` scales its embeddings to unit length (``Normalize``)."""
+    modules = directory / "modules.json"
+    return modules.is_file() and any(m.get("type", "").endswith(".Normalize") for m in json.loads(modules.read_text()))
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -64,6 +74,9 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
 class PooledClassifier(nn.Module):
     """An encoder, a pooling of its token states, dropout, and a linear head.
 
+    With ``normalize`` set the head reads the pooled vectors scaled to unit
+    length, as a sentence-transformers model with a ``Normalize`` module
+    embeds sentences.
     The forward pass takes the tokenizer's output and returns a
     ``SequenceClassifierOutput`` like the transformers classification classes,
     so the rest of the ``bert`` plugin treats both alike.
@@ -71,10 +84,11 @@ class PooledClassifier(nn.Module):
 
     base_model_prefix = "encoder"  # where the transformer sits, as on a transformers model (block_names reads it)
 
-    def __init__(self, encoder: nn.Module, pooling: str, num_labels: int) -> None:
+    def __init__(self, encoder: nn.Module, pooling: str, num_labels: int, normalize: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        self.normalize = normalize
         config: Any = encoder.config
         self.dropout = nn.Dropout(getattr(config, "classifier_dropout", None) or getattr(config, "hidden_dropout_prob",
                                                                                          0.1))
@@ -97,8 +111,10 @@ class PooledClassifier(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
-        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pool(hidden, attention_mask,
-                                                                                 self.pooling))))
+        pooled = pool(hidden, attention_mask, self.pooling)
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
 
 
 def is_pooled(directory: Path) -> bool:
@@ -113,7 +129,8 @@ def save_pooled(model: PooledClassifier, directory: Path, max_length: int) -> No
     flags.update({flag: mode == model.pooling for flag, mode in _ST_FLAGS.items()
                   if flag != "pooling_mode_mean_sqrt_len_tokens"})
     _write_json(directory / POOLING_FILE, flags)
-    _write_json(directory / "modules.json", _ST_MODULES)
+    steps = [_ENCODER, _POOLING, *([_NORMALIZE] if model.normalize else []), _DENSE]
+    _write_json(directory / "modules.json", [{"idx": i, "name": str(i), **step} for i, step in enumerate(steps)])
     _write_json(directory / "sentence_bert_config.json", {"max_seq_length": max_length, "do_lower_case": False})
     head = model.classifier
     _write_json(directory / DENSE_DIR / "config.json",
@@ -134,7 +151,7 @@ def load_pooled(directory: Path, trust_remote_code: bool = False) -> PooledClass
                 .items()}
     else:
         head = load_file(str(directory / HEAD_FILE))
-    model = PooledClassifier(encoder, pooling, head["weight"].shape[0])
+    model = PooledClassifier(encoder, pooling, head["weight"].shape[0], normalize=normalizes(directory))
     model.classifier.load_state_dict(head)
     return model
 

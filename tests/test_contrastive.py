@@ -126,3 +126,51 @@ def test_plan_names_the_pair_stage(tiny_bert_dir: Path, tmp_path: Path, sst2: Pa
     text = format_plan(plan(load_recipe(_recipe(tiny_bert_dir, tmp_path / "plan", sst2)), steps=1))
     assert "first stage:  contrastive pairs: 12 steps of up to 8 examples (6 passes over 16)" in text
     assert "the engine's loop runs no epoch" in text
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_head_reads_unit_embeddings_where_the_checkpoint_normalises(
+    tiny_bert_dir: Path, tmp_path: Path, sst2: Path, normalize: bool
+) -> None:
+    """A checkpoint ending in ``Normalize`` (as all-MiniLM-L6-v2): the head is fitted on, and reads, unit vectors.
+
+    The saved model keeps the step, so the card's sentence-transformers code predicts what ``tl predict`` does.
+    """
+    import json
+    import shutil
+
+    from tl_toolkit import predict
+    from tl_toolkit.testing import run_card
+
+    model = tmp_path / "st-model"
+    shutil.copytree(tiny_bert_dir, model)
+    (model / "1_Pooling").mkdir()
+    (model / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                  "pooling_mode_mean_tokens": True}))
+    (model / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    recipe = _recipe(model, tmp_path / "run", sst2, passes=2, normalize=normalize)
+    recipe["backbone"]["options"] = {}  # the checkpoint's own pooling
+    result = finetune(recipe, quiet=True)
+    assert result.summary["pretrain"]["head"].endswith(", on unit-length embeddings") == normalize
+
+    saved = tmp_path / "run" / "model"
+    modules = [m["type"].rsplit(".", 1)[1] for m in json.loads((saved / "modules.json").read_text())]
+    assert modules == ["Transformer", "Pooling", *(["Normalize"] if normalize else []), "Dense"]
+    texts = [line.split("\t")[0] for line in (sst2 / "dev.tsv").read_text().splitlines()[1:33]]
+    inputs = tmp_path / "sentences.txt"
+    inputs.write_text("\n".join(texts) + "\n")
+    ours = predict(tmp_path / "run", [inputs])
+    labels, scores = run_card(saved / "README.md", texts)
+    assert labels == [row["label"] for row in ours]
+    # What the reloaded model's head reads: the pooled vector, at unit length exactly when the checkpoint normalises.
+    loaded = load_model_dir(tmp_path / "run")
+    batch = dict(loaded.backbone.tokenizer(texts[:4], padding=True, truncation=True, return_tensors="pt"))
+    with torch.no_grad():
+        pooled = loaded.backbone.embed(loaded.model.eval(), batch)
+        logits = loaded.backbone.forward(loaded.model, batch)
+        expected = loaded.model.classifier(torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled)
+    torch.testing.assert_close(logits, expected)
+    assert (pooled.norm(dim=-1) - 1).abs().max() > 0.1  # the raw pooled vectors are not unit already

@@ -298,6 +298,18 @@ class Backbone(ABC):
         """
         raise NotImplementedError(f"backbone {self.plugin_name!r} does not implement embed()")
 
+    def normalize_head_input(self, model: nn.Module) -> bool:
+        """Make ``model``'s head read :meth:`embed`'s vectors scaled to unit length, if the checkpoint's are.
+
+        A sentence-transformers checkpoint that ends in ``Normalize``
+        (all-MiniLM-L6-v2) compares sentences by direction alone; a head fitted
+        on its sentence embeddings (the ``contrastive`` strategy's) should read
+        them as the checkpoint gives them, and the saved model keeps the step.
+        Returns whether the head now reads unit vectors; the default changes
+        nothing and returns False.
+        """
+        return False
+
     def preprocessing_key(self) -> str:
         """A string that changes whenever the eval-time preprocessing changes (part of the feature-cache key)."""
         return ""
