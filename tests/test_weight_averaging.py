@@ -77,12 +77,21 @@ def test_soup_averages_kept_checkpoints_and_reports_them(kind: str, tmp_path: Pa
     summary = json.loads((out / "summary.json").read_text())
     soup = summary["soup"]
     assert soup["kind"] == kind and soup["candidates"] == ["epoch-1", "epoch-2", "epoch-3"]
+    epochs = [r["eval"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+              if r["kind"] == "eval"]
     if kind == "uniform":
         assert soup["ingredients"] == soup["candidates"]
     else:
-        last_epoch = [r["eval"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-                      if r["kind"] == "eval"]
-        assert summary["eval"]["accuracy"] >= max(e["accuracy"] for e in last_epoch)  # greedy never drops
+        assert summary["eval"]["accuracy"] >= max(e["accuracy"] for e in epochs)  # greedy never drops
+    report = (out / "report.md").read_text()
+    said = (f"The saved model is the **{kind}** soup (the average of the weights) of {len(soup['ingredients'])} of "
+            f"the 3 kept epoch checkpoints: {', '.join(soup['ingredients'])}. Its accuracy is "
+            f"{summary['eval']['accuracy']:.4f}; the last checkpoint's (epoch-3) was {epochs[-1]['accuracy']:.4f}.")
+    assert said in report.splitlines()
+    if kind == "greedy":  # every checkpoint tried, in order of its own accuracy, with the soup's accuracy
+        rows = [line for line in report.splitlines() if line.startswith("| epoch-")]
+        assert [row.split(" | ")[0][2:] for row in rows] == [step["add"] for step in soup["steps"]]
+        assert [row.endswith("| yes |") for row in rows] == [step["kept"] for step in soup["steps"]]
 
 
 def test_soup_needs_two_checkpoints(tmp_path: Path) -> None:

@@ -119,6 +119,7 @@ def write_report(
     lines = [f"# {recipe.name}", "", _intro(summary), ""]
     lines += _source_lines(summary.get("source"))
     lines += ["## Results", "", *_results_table(summary), ""]
+    lines += _soup_lines(summary, history)
     if task is not None:
         lines += task.report_lines(outputs or {}, out, recipe.name)
     lines += ["## Learning curves", "", f"![learning curves]({CURVES_PNG})", ""]
@@ -152,6 +153,30 @@ def _source_lines(source: str | None) -> list[str]:
         line += (f" ({src.get('name')}: {src.get('backbone')} + {src.get('strategy')}, "
                  f"{len(src.get('label_names', []))} labels, {scores} on its own task)")
     return [line + ".", ""]
+
+
+def _soup_lines(summary: dict[str, Any], history: list[dict[str, Any]]) -> list[str]:
+    """``train.soup``: which kept checkpoints the saved model averages, and the soup against the last one."""
+    soup = summary.get("soup")
+    if not soup:
+        return []
+    metric = soup.get("metric", "accuracy")
+    evals = [row["eval"] for row in history if row["kind"] == "eval"]
+    last = evals[-1].get(metric) if evals else None
+    lines = ["## Model soup", "",
+             f"The saved model is the **{soup['kind']}** soup (the average of the weights) of "
+             f"{len(soup['ingredients'])} of the {len(soup['candidates'])} kept epoch checkpoints: "
+             f"{', '.join(soup['ingredients'])}."]
+    if last is not None and metric in summary["eval"]:
+        lines[-1] += (f" Its {metric} is {summary['eval'][metric]:.4f}; the last checkpoint's "
+                      f"({soup['candidates'][-1]}) was {last:.4f}.")
+    lines.append("")
+    if soup.get("steps"):  # greedy: the checkpoints in order of their own metric, each kept if the soup held
+        lines += [f"| added | soup {metric} | kept |", "|---|---:|---|"]
+        lines += [f"| {step['add']} | {step[metric]:.4f} | {'yes' if step['kept'] else 'no'} |"
+                  for step in soup["steps"]]
+        lines.append("")
+    return lines
 
 
 def _results_table(summary: dict[str, Any]) -> list[str]:
