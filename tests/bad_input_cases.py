@@ -355,7 +355,7 @@ DATA_CASES = [
     Case("run:eval labels outside the training labels", lambda e: _t(e, eval=e.data(
         "dev3.tsv", GOOD_TSV + "so-so film\tmixed\n")), ("data.eval", "'mixed'")),
     Case("run:classes unseen in training", lambda e: _t(e, classes=["pos", "meh"]), ("data.classes", "'meh'")),
-    Case("run:wrong CSV delimiter", lambda e: _t(e, delimiter=";"), ("data.text_column", "'text'")),
+    Case("run:wrong CSV delimiter", lambda e: _t(e, delimiter=";"), ("data.delimiter", "train.tsv", "not \";\"")),
     Case("run:a single class", lambda e: _t(e, train=e.data("one.tsv", ONE_CLASS)),
          ("label column 'label'", "one.tsv", "'pos'", "two"), defect=5),
     Case("run:a single class after data.classes", lambda e: _t(e, classes=["pos"]),

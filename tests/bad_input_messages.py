@@ -233,8 +233,7 @@ MESSAGES: dict[str, list[str]] = {
         "tl run: error: data.classes: ['meh'] do not occur in the training labels of '{root}/train.tsv'; labels there: ['neg', 'pos']",
     ],
     'run:wrong CSV delimiter': [
-        "tl run: error: data.text_column: column 'text' not in '{root}/train.tsv'. Columns there: text\tlabel",
-        "tl run: error: data.label_column: column 'label' not in '{root}/train.tsv'. Did you mean 'text\\tlabel'? Columns there: text\tlabel",
+        'tl run: error: data.delimiter: the header of \'{root}/train.tsv\' is separated by "\\t", not ";", so it reads as the single column \'text\\tlabel\'; set data.delimiter: "\\t"',
     ],
     'run:a single class': [
         "tl run: error: data.label_column: the training data '{dir}/one.tsv' holds a single class in label column 'label' ('pos'); a classifier needs at least two classes: add examples of the others, or check data.label_column",

@@ -10,6 +10,7 @@ and caps the training examples.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +114,14 @@ def _input_columns(data: DataConfig, modality: str) -> list[str]:
 
 def _checked(ds: datasets.Dataset, data: DataConfig, inputs: list[str], split: str) -> datasets.Dataset:
     where = getattr(data, split) or data.name or data.format
+    wanted = [*inputs, data.label_column]
+    for name in ds.column_names:  # a header read whole: the file is separated by another character
+        sep = next((s for s in ("\t", ",", ";", "|") if s in name and set(wanted) & set(name.split(s))), None)
+        if sep is not None and data.format == "csv":
+            used = data.delimiter or ("\t" if str(where).endswith(".tsv") else ",")
+            raise UserError(f"data.delimiter: the header of {where!r} is separated by {json.dumps(sep)}, not "
+                            f"{json.dumps(used)}, so it reads as the single column {name!r}; set "
+                            f"data.delimiter: {json.dumps(sep)}")
     problems = []
     for col, key in [*((c, _column_key(data, c)) for c in inputs), (data.label_column, "label_column")]:
         if col not in ds.column_names:
