@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, recorded_figures, run_tl, text_overrides
 
-from tl_toolkit._compare import compare
+from tl_toolkit._compare import _plot, compare
 from tl_toolkit._plan import format_plan, plan
 from tl_toolkit._validate import validate
 
@@ -48,6 +49,11 @@ def test_compare_writes_every_strategy_and_the_gain_over_scratch(tiny_bert_dir: 
         assert [t.get_text() for t in ax.get_xticklabels()] == strategies
         assert [bar.get_height() for bar in ax.patches] == pytest.approx(values)
     assert panels[2].get_yscale() == "log"
+    # The tiny runs may tie with scratch; the gain panel is drawn in points whatever the gains are.
+    with recorded_figures() as figures:
+        _plot(tmp_path / "gains.png", [replace(r, gain_accuracy=g) for r, g in zip(rows, [0.05, -0.0125, None],
+                                                                                    strict=True)])
+    assert [bar.get_height() for bar in figures["gains.png"].axes[1].patches] == pytest.approx([5.0, -1.25, 0.0])
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
