@@ -165,6 +165,7 @@ def test_head_reads_unit_embeddings_where_the_checkpoint_normalises(
     ours = predict(tmp_path / "run", [inputs])
     labels, scores = run_card(saved / "README.md", texts)
     assert labels == [row["label"] for row in ours]
+    assert scores.max(dim=-1).values.tolist() == pytest.approx([row["score"] for row in ours], abs=1e-5)
     # What the reloaded model's head reads: the pooled vector, at unit length exactly when the checkpoint normalises.
     loaded = load_model_dir(tmp_path / "run")
     batch = dict(loaded.backbone.tokenizer(texts[:4], padding=True, truncation=True, return_tensors="pt"))
