@@ -119,6 +119,10 @@ def write_report(
     lines = [f"# {recipe.name}", "", _intro(summary), ""]
     lines += _source_lines(summary.get("source"))
     lines += ["## Results", "", *_results_table(summary), ""]
+    if summary.get("transfer_check"):
+        from ._transfer_check import findings_lines
+
+        lines += findings_lines(summary["transfer_check"], markdown=True)
     if task is not None:
         lines += task.report_lines(outputs or {}, out, recipe.name)
     lines += ["## Learning curves", "", f"![learning curves]({CURVES_PNG})", ""]
