@@ -69,9 +69,6 @@ class ResNetBackbone(Backbone):
     options_model = ResNetOptions
     library = "timm"
     export_formats = ("timm", "onnx")
-    # AdamW at a fresh head's rate (1e-3) rewrites transferred filters within a few hundred steps: on the
-    # issue-23 proxy (CIFAR 32 px -> 64 px, 60 images a class) transfer then gained nothing over scratch.
-    transfer_lr_ratio = 0.1
 
     @property
     def options(self) -> ResNetOptions:

@@ -85,19 +85,28 @@ def test_transfer_that_does_not_help_says_so_and_what_to_check(tmp_path: Path, t
 
 
 def test_transferred_weights_train_below_the_head_and_scratch_at_one_rate() -> None:
-    from tl_toolkit import Recipe, Task
+    from tl_toolkit import Recipe, Task, TrainConfig
     from tl_toolkit._transfer_lr import scale_transferred, transfer_rates
     from tl_toolkit.testing import tiny_backbone
 
     backbone = tiny_backbone("resnet")
     model = backbone.build(Task(["a", "b", "c"]))
     recipe = Recipe.model_validate({"name": "r", "backbone": {"plugin": "resnet", "model": "resnet18"},
-                                    "data": {"format": "digits"}, "train": {"lr": 1e-3}})
+                                    "data": {"format": "digits"}, "train": {"lr": 1e-3, "backbone_lr_ratio": 0.1}})
     groups = [{"params": list(model.parameters()), "weight_decay": 0.0}]
     scaled = scale_transferred(groups, transfer_rates(recipe, backbone, model, transferred=True))
     by_id = {id(p): g.get("lr_scale", 1.0) for g in scaled for p in g["params"]}
     assert by_id[id(model.fc.weight)] == 1.0 and by_id[id(model.fc.bias)] == 1.0  # the fresh head
-    assert {by_id[id(p)] for n, p in model.named_parameters() if not n.startswith("fc.")} == {0.1}  # resnet's default
+    assert {by_id[id(p)] for n, p in model.named_parameters() if not n.startswith("fc.")} == {0.1}
     assert scale_transferred(groups, transfer_rates(recipe, backbone, model, transferred=False)) == groups
-    explicit = recipe.model_copy(update={"train": recipe.train.model_copy(update={"backbone_lr_ratio": 1.0})})
-    assert scale_transferred(groups, transfer_rates(explicit, backbone, model, transferred=True)) == groups
+    assert TrainConfig().backbone_lr_ratio == 1.0  # the default: one rate for the whole model, groups untouched
+    default = recipe.model_copy(update={"train": TrainConfig(lr=1e-3)})
+    assert scale_transferred(groups, transfer_rates(default, backbone, model, transferred=True)) == groups
+    # LoRA freezes the transferred weights: its adapters and the head are new, so they keep their own rates.
+    from tl_toolkit.testing import load_plugin
+
+    lora = load_plugin("strategy", "lora")({"r": 4})
+    rates = transfer_rates(recipe, backbone, model, transferred=True)
+    adapted = lora.apply(model, backbone)
+    lora_groups = lora.parameter_groups(adapted, 0.0)
+    assert lora_groups and scale_transferred(lora_groups, rates) == lora_groups

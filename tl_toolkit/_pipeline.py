@@ -245,7 +245,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         summary.setdefault("transfer_gain", {})[name] = {
             k: round(result.eval[k] - baseline.metrics[k], 6) for k in result.eval if k != "loss"
         }
-    findings = check_transfer(recipe, summary, result.history, out, backbone, source, watch, rates)
+    findings = check_transfer(recipe, summary, result.history, out, backbone, source, watch, rates,
+                              task_plugin.metric_goals)
     if findings:
         summary["transfer_check"] = findings
     if accelerator.is_main_process:

@@ -123,11 +123,6 @@ class Backbone(ABC):
     #: Whether training steps may run under bf16 autocast on a CPU that computes bf16 natively
     #: (``train.mixed_precision: auto``); set it once accuracy has been measured equal that way.
     cpu_bf16: ClassVar[bool] = False
-    #: The learning rate of transferred weights (``init_from``, ``weights``, ``pretrained``) relative to
-    #: ``train.lr``, which the fresh head and any adapters keep, when the recipe leaves
-    #: ``train.backbone_lr_ratio`` null. 1: one rate for the whole model (what text encoders fine-tuned at
-    #: 2e-5 want); below 1 where a rate that suits a fresh head erases the transferred features.
-    transfer_lr_ratio: ClassVar[float] = 1.0
 
     def __init__(self, config: BackboneConfig, data: DataConfig) -> None:
         self.config = config

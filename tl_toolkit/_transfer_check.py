@@ -54,17 +54,22 @@ class DriftWatch:
 
 def check_transfer(recipe: Recipe, summary: dict[str, Any], history: list[dict[str, Any]], out: Path,
                    backbone: Backbone, source: SourceModel | None, watch: DriftWatch | None,
-                   rates: TransferRates) -> dict[str, Any] | None:
-    """The findings of a transfer run that did not beat scratch (JSON-ready), or None when it did."""
+                   rates: TransferRates, goals: dict[str, str]) -> dict[str, Any] | None:
+    """The findings of a transfer run that did not beat scratch (JSON-ready), or None when it did.
+
+    ``goals``: the task's metrics and whether each is maximised or minimised
+    (``TaskPlugin.metric_goals``); the first one the gain holds is the one judged.
+    """
     gain = summary.get("transfer_gain", {}).get("scratch")
     if not gain:
         return None
-    metric = "accuracy" if "accuracy" in gain else next(iter(gain))
-    if gain[metric] > 0:
+    metric = next((m for m in goals if m in gain), next(iter(gain)))
+    sign = -1.0 if goals.get(metric) == "min" else 1.0
+    if sign * gain[metric] > 0:
         return None
-    findings: dict[str, Any] = {"metric": metric, "gain": gain[metric]}
+    findings: dict[str, Any] = {"metric": metric, "gain": gain[metric], "lower_is_better": sign < 0}
     findings["drift"] = watch.drift() if watch else {}
-    findings["lead"] = _lead(history, out / "baselines" / "scratch" / "metrics.jsonl", metric)
+    findings["lead"] = _lead(history, out / "baselines" / "scratch" / "metrics.jsonl", metric, sign)
     findings["preprocessing"] = _preprocessing(recipe, backbone, source)
     findings["lr"] = {"head": recipe.train.lr, "transferred": recipe.train.lr * rates.ratio, "ratio": rates.ratio,
                       "layer_decay": recipe.strategy.options.get("layer_decay")}
@@ -76,12 +81,12 @@ def _evals(rows: list[dict[str, Any]], metric: str) -> list[float]:
     return [r["eval"][metric] for r in rows if r.get("kind") == "eval" and metric in r.get("eval", {})]
 
 
-def _lead(history: list[dict[str, Any]], scratch_log: Path, metric: str) -> dict[str, Any]:
-    """Per epoch, whether the transferred run's ``metric`` was above scratch's."""
+def _lead(history: list[dict[str, Any]], scratch_log: Path, metric: str, sign: float) -> dict[str, Any]:
+    """The epochs in which the transferred run's ``metric`` was better than scratch's (``sign``: -1 if lower is)."""
     mine = _evals(history, metric)
     theirs = _evals([json.loads(line) for line in scratch_log.read_text().splitlines()], metric) \
         if scratch_log.is_file() else []
-    led = [i + 1 for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a > b]
+    led = [i + 1 for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if sign * (a - b) > 0]
     return {"epochs": min(len(mine), len(theirs)), "led": led}
 
 
@@ -125,10 +130,11 @@ def _next_steps(findings: dict[str, Any], recipe: Recipe) -> list[str]:
     if far:
         steps.append(f"The transferred weights moved far from where they started ({', '.join(far)} changed by more "
                      f"than {FAR:.0%} of their norm): lower train.backbone_lr_ratio (now {ratio:g}) to "
-                     f"{ratio / 10:g}, or train fewer epochs.")
+                     f"{ratio * 0.3:.2g}, or train fewer epochs.")
     elif ratio >= 1:
-        steps.append("The transferred weights trained at the head's learning rate: set train.backbone_lr_ratio "
-                     "to 0.1 so that they keep more of what the source taught them.")
+        steps.append("The transferred weights trained at the head's learning rate: compare a run with "
+                     "train.backbone_lr_ratio 0.3, which keeps more of the source's features (when the inputs "
+                     "changed size, the first layers may need the full rate to adapt).")
     lead = findings["lead"]
     if lead["epochs"] and not lead["led"]:
         steps.append("The transferred run never led scratch: the source features may not suit this task; try "
@@ -149,8 +155,8 @@ def _next_steps(findings: dict[str, Any], recipe: Recipe) -> list[str]:
 def findings_lines(findings: dict[str, Any], markdown: bool) -> list[str]:
     """The findings as report lines (``markdown``) or as the run's last printed lines."""
     metric, gain = findings["metric"], findings["gain"]
-    lines = [f"Transfer did not help: {metric} is {gain * 100:+.1f} pt against the same recipe trained from "
-             f"scratch."]
+    change = f"{gain:+.4g} (lower is better)" if findings.get("lower_is_better") else f"{gain * 100:+.1f} pt"
+    lines = [f"Transfer did not help: {metric} is {change} against the same recipe trained from scratch."]
     drift = findings["drift"]
     if drift:
         lines.append("Drift of the backbone from its starting weights (relative change of each block's weights): "
