@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -95,6 +96,8 @@ def tl_run(folder: Path, out: Path, seed: int, epochs: int, source: Path | None,
            "curve": accuracies}
     if source is not None:
         row["drift"] = drift(source / "model.safetensors", out / "model" / "model.safetensors")
+    for bulky in ("checkpoints", "model"):  # ~130 MB a run; the metrics, summary and report stay
+        shutil.rmtree(out / bulky, ignore_errors=True)
     return row
 
 
