@@ -119,10 +119,6 @@ def write_report(
     lines = [f"# {recipe.name}", "", _intro(summary), ""]
     lines += _source_lines(summary.get("source"))
     lines += ["## Results", "", *_results_table(summary), ""]
-    if summary.get("transfer_check"):
-        from ._transfer_check import findings_lines
-
-        lines += findings_lines(summary["transfer_check"], markdown=True)
     if task is not None:
         lines += task.report_lines(outputs or {}, out, recipe.name)
     lines += ["## Learning curves", "", f"![learning curves]({CURVES_PNG})", ""]
@@ -171,6 +167,10 @@ def _results_table(summary: dict[str, Any]) -> list[str]:
     for name, gain in summary.get("transfer_gain", {}).items():
         gains = ", ".join(f"{value * 100:+.1f} pt {_LABELS.get(k, k)}" for k, value in gain.items())
         lines += ["", f"**Transfer gain over {name}:** {gains}."]
+    if summary.get("transfer_check"):  # a gain at or below zero: what the run found, what to try
+        from ._transfer_check import findings_lines
+
+        lines += ["", *findings_lines(summary["transfer_check"], markdown=True)[:-1]]
     return lines
 
 
