@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import SST2
 
@@ -35,3 +38,93 @@ def test_transfer_from_a_lora_text_run(tmp_path: Path, tiny_bert_dir: Path) -> N
 
     pretrained = AutoModel.from_pretrained(tiny_bert_dir).state_dict()
     assert not torch.allclose(body[query].cpu(), pretrained[query.removeprefix("bert.")])
+
+
+def _same_sentences(directory: Path) -> dict[str, str]:
+    """Train and eval files where every sentence is the same and the labels alternate: nothing can be learned,
+    so every model scores exactly 0.5 and a transfer's gain over scratch is exactly 0."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = "text,label\n" + "".join(f"the film is good,{'positive' if i % 2 else 'negative'}\n" for i in range(32))
+    for split in ("train", "eval"):
+        (directory / f"{split}.csv").write_text(rows, encoding="utf-8")
+    return {"format": "csv", "train": str(directory / "train.csv"), "eval": str(directory / "eval.csv")}
+
+
+def test_transfer_that_does_not_help_says_so_and_what_to_check(tmp_path: Path, tiny_bert_dir: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    data = _same_sentences(tmp_path / "data")
+    source = finetune({"name": "src", "output_dir": str(tmp_path / "src"),
+                       "backbone": {"plugin": "bert", "model": str(tiny_bert_dir)},
+                       "data": {**data, "max_length": 32}, "train": {"epochs": 1, "batch_size": 16}}, quiet=True)
+    finetune({"name": "tgt", "output_dir": str(tmp_path / "tgt"), "baselines": ["scratch"],
+              "backbone": {"plugin": "bert", "model": str(tiny_bert_dir), "init_from": str(source.output_dir)},
+              "data": {**data, "max_length": 48},
+              "train": {"epochs": 2, "batch_size": 16, "lr": 1e-3, "backbone_lr_ratio": 0.5}})
+    printed = capsys.readouterr().out
+    report = (tmp_path / "tgt" / "report.md").read_text()
+    verdict = "Transfer did not help: accuracy is +0.0 pt against the same recipe trained from scratch."
+    assert "## Transfer did not help" in report and f"**{verdict}**" in report
+    lines = printed.rstrip().splitlines()
+    assert lines[lines.index(verdict) - 1].startswith("tgt: accuracy 0.5000")  # the run's last lines
+    assert lines[-1].startswith("Try next: ")
+    for sentence in (
+        "The transferred run led scratch in 0 of 2 epochs.",
+        "Preprocessing differences from the source run: data.max_length is 48 here and was 32 in the source run.",
+        "Learning rate per layer: the head 0.001, the transferred backbone weights 0.0005 "
+        "(train.backbone_lr_ratio 0.5).",
+        "The transferred run never led scratch: the source features may not suit this task; try strategy "
+        "head-only to measure what the frozen features alone are worth, or a source task closer to this one.",
+        "The inputs are prepared differently from the source run: make the settings listed above match the "
+        "source run's, or train the source with this run's settings.",
+    ):
+        assert sentence in report and sentence in printed, sentence
+    drift = [line for line in report.splitlines() if line.startswith("- Drift of the backbone")]
+    assert len(drift) == 1 and re.search(r"weights\): \S+ \d\.\d\d", drift[0]), drift
+    summary = json.loads((tmp_path / "tgt" / "summary.json").read_text())
+    assert summary["transfer_check"]["gain"] == 0.0 and summary["backbone_lr_ratio"] == 0.5
+
+
+def test_transferred_weights_train_below_the_head_and_scratch_at_one_rate() -> None:
+    from tl_toolkit import Recipe, Task, TrainConfig
+    from tl_toolkit._transfer_lr import scale_transferred, transfer_rates
+    from tl_toolkit.testing import tiny_backbone
+
+    backbone = tiny_backbone("resnet")
+    model = backbone.build(Task(["a", "b", "c"]))
+    recipe = Recipe.model_validate({"name": "r", "backbone": {"plugin": "resnet", "model": "resnet18"},
+                                    "data": {"format": "digits"}, "train": {"lr": 1e-3, "backbone_lr_ratio": 0.1}})
+    groups = [{"params": list(model.parameters()), "weight_decay": 0.0}]
+    scaled = scale_transferred(groups, transfer_rates(recipe, backbone, model, transferred=True))
+    by_id = {id(p): g.get("lr_scale", 1.0) for g in scaled for p in g["params"]}
+    assert by_id[id(model.fc.weight)] == 1.0 and by_id[id(model.fc.bias)] == 1.0  # the fresh head
+    assert {by_id[id(p)] for n, p in model.named_parameters() if not n.startswith("fc.")} == {0.1}
+    assert scale_transferred(groups, transfer_rates(recipe, backbone, model, transferred=False)) == groups
+    assert TrainConfig().backbone_lr_ratio == 1.0  # the default: one rate for the whole model, groups untouched
+    default = recipe.model_copy(update={"train": TrainConfig(lr=1e-3)})
+    assert scale_transferred(groups, transfer_rates(default, backbone, model, transferred=True)) == groups
+    # LoRA freezes the transferred weights: its adapters and the head are new, so they keep their own rates.
+    from tl_toolkit.testing import load_plugin
+
+    lora = load_plugin("strategy", "lora")({"r": 4})
+    rates = transfer_rates(recipe, backbone, model, transferred=True)
+    adapted = lora.apply(model, backbone)
+    lora_groups = lora.parameter_groups(adapted, 0.0)
+    assert lora_groups and scale_transferred(lora_groups, rates) == lora_groups
+
+
+def test_a_target_takes_the_source_preprocessing_its_recipe_leaves_unset(tmp_path: Path) -> None:
+    from tl_toolkit import Recipe
+    from tl_toolkit._inherit import inherit_preprocessing
+    from tl_toolkit.testing import load_plugin
+
+    source = tmp_path / "src" / "model"
+    source.mkdir(parents=True)
+    (source / "tl_toolkit.json").write_text(json.dumps(
+        {"backbone": {"plugin": "resnet", "options": {"scale": [0.6, 1.0], "hflip": 0.0, "freeze_bn": True}}}))
+    recipe = Recipe.model_validate({"name": "t", "data": {"format": "digits"}, "backbone": {
+        "plugin": "resnet", "model": "resnet18", "init_from": str(source.parent), "options": {"hflip": 0.5}}})
+    keys = load_plugin("backbone", "resnet").preprocessing_options
+    resolved = inherit_preprocessing(recipe, source, keys)
+    # The crop range comes from the source; the recipe's own flip wins; freeze_bn is no preprocessing.
+    assert resolved.backbone.options == {"hflip": 0.5, "scale": [0.6, 1.0]}
+    assert inherit_preprocessing(recipe, source, ()) is recipe  # a backbone naming no such options: unchanged

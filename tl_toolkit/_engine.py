@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._plugin_api import Backbone, Strategy
     from ._recipe import Recipe
     from ._task_api import TaskPlugin
+    from ._transfer_lr import TransferRates
 
 __all__ = ["FitResult", "evaluate", "fit", "make_accelerator"]
 
@@ -134,13 +135,15 @@ def fit(
     quiet: bool = False,
     task: TaskPlugin | None = None,
     callbacks: Sequence[EpochCallback] = (),
+    rates: TransferRates | None = None,
 ) -> FitResult:
     """Train ``model`` for ``recipe.train.epochs``, evaluating and checkpointing each epoch.
 
     With ``resume``, training continues from the newest checkpoint, inside an epoch when it was
     taken there (``train.checkpoint_every_steps``). ``task`` is the run's task plugin: its loss and
     metrics (default: the recipe's ``data.task``). ``callbacks`` hear every
-    finished epoch (see :mod:`tl_toolkit._callbacks`).
+    finished epoch (see :mod:`tl_toolkit._callbacks`). ``rates``: the transferred weights and the ratio
+    of their learning rate to ``train.lr`` (:mod:`tl_toolkit._transfer_lr`).
 
     Raises:
         UserError: no trainable parameters, or a non-finite loss (unless ``train.skip_nonfinite``).
@@ -152,7 +155,7 @@ def fit(
 
     cfg = recipe.train
     # The loaders, optimizer and scheduler, and the step that trains one batch (shared with tl plan).
-    training = prepare_training(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, task)
+    training = prepare_training(recipe, backbone, strategy, model, train_ds, eval_ds, accelerator, task, rates)
     model, scheduler = training.model, training.scheduler
     train_loader, eval_loader, train_step = training.train_loader, training.eval_loader, training.step
 

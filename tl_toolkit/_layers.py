@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from ._plugin_api import Backbone
 
-__all__ = ["block_index", "blocks_of", "layerwise_groups", "train_only"]
+__all__ = ["block_index", "blocks_of", "in_head", "layerwise_groups", "train_only"]
 
 
 def blocks_of(backbone: Backbone, model: nn.Module, key: str) -> list[str]:
@@ -47,6 +47,12 @@ def block_index(param_name: str, blocks: list[str]) -> int | None:
         if f".{block}." in dotted:
             return i
     return None
+
+
+def in_head(param_name: str, heads: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``param_name`` lies in one of the modules ``heads`` (``Backbone.head_names``), peft-wrapped or not."""
+    dotted = f".{param_name}."
+    return any(f".{head}." in dotted for head in heads)
 
 
 def layerwise_groups(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import UserError
-from ._layers import block_index, blocks_of
+from ._layers import block_index, blocks_of, in_head
 from ._plugin_api import Backbone, Strategy, Task
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class PeftStrategy(Strategy):
             ) from None
         heads = tuple(backbone.head_names(model))
         self.heads = heads
-        adapters = [n for n, p in wrapped.named_parameters() if p.requires_grad and not _in_head(n, heads)]
+        adapters = [n for n, p in wrapped.named_parameters() if p.requires_grad and not in_head(n, heads)]
         if not adapters:
             raise UserError(
                 f"strategy.options: {self.plugin_name or type(self).__name__} left no trainable adapter on "
@@ -145,7 +145,7 @@ class PeftStrategy(Strategy):
         for name, param in model.named_parameters():
             if not param.requires_grad:
                 continue
-            scale = self.lr_scale(name) * (1.0 if _in_head(name, heads) else opts.lr_ratio)
+            scale = self.lr_scale(name) * (1.0 if in_head(name, heads) else opts.lr_ratio)
             index = block_index(name, blocks) if blocks else None
             if index is not None and layer_decay is not None and blocks:
                 scale *= layer_decay ** (len(blocks) - index)
@@ -178,8 +178,3 @@ class PeftStrategy(Strategy):
             return backbone.load(directory)
         model = PeftModel.from_pretrained(backbone.load(directory / "base"), str(directory))
         return model.merge_and_unload() if merge else model
-
-
-def _in_head(name: str, heads: tuple[str, ...]) -> bool:
-    dotted = f".{name}."
-    return any(f".{head}." in dotted for head in heads)

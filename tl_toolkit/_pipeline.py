@@ -18,10 +18,13 @@ from ._callbacks import EpochCallback
 from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._fsdp import is_sharded, unsharded_copy
+from ._inherit import inherit_preprocessing
 from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
+from ._transfer_check import DriftWatch, check_transfer, findings_lines
+from ._transfer_lr import transfer_rates
 from ._validate import validate
 
 if TYPE_CHECKING:
@@ -153,6 +156,9 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
+    if source_dir:  # the transferred filters see inputs prepared as in the source run, unless the recipe says
+        keys = registry.get("backbone", recipe.backbone.plugin).preprocessing_options
+        recipe = inherit_preprocessing(recipe, source_dir, keys)
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
     _check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
     set_seed(recipe.seed)
@@ -170,6 +176,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
     task = Task(data.label_names, task_plugin.head)
     source = _load_source(source_dir, recipe) if source_dir else None
     model = backbone.build(task, source)
+    rates = transfer_rates(recipe, backbone, model, _transferred(recipe, source))
+    watch = DriftWatch(model, rates, backbone) if rates.params and "scratch" in recipe.baselines else None
     manifest = build_manifest(recipe, data, weights_sha256(model))
     total_params = sum(p.numel() for p in model.parameters())
     model = strategy.apply(model, backbone)
@@ -199,7 +207,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
     # and augmentation must not depend on whether the source run was trained in this process.
     set_seed(recipe.seed)
     result = fit(fit_recipe, cached.backbone, strategy, model, cached.train, cached.eval, out, accelerator, resume, quiet,
-                 task_plugin, callbacks)
+                 task_plugin, callbacks, rates)
 
     summary: dict[str, Any] = {
         "name": recipe.name,
@@ -216,6 +224,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         "source": str(source_dir) if source_dir else None,
         "feature_cache": cached.summary,
     }
+    if rates.params:
+        summary["backbone_lr_ratio"] = rates.ratio
     if pretrained:
         summary["pretrain"] = pretrained
     if result.best_checkpoint:
@@ -239,6 +249,10 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         summary.setdefault("transfer_gain", {})[name] = {
             k: round(result.eval[k] - baseline.metrics[k], 6) for k in result.eval if k != "loss"
         }
+    findings = check_transfer(recipe, summary, result.history, out, backbone, source, watch, rates,
+                              task_plugin.metric_goals)
+    if findings:
+        summary["transfer_check"] = findings
     if accelerator.is_main_process:
         from ._report import write_report
 
@@ -249,8 +263,15 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         if not quiet:
             scores = ", ".join(f"{k} {v:.4f}" for k, v in result.eval.items() if k != "loss")
             print(f"{recipe.name}: {scores} -> {out}")
+            if findings:  # the last lines: what the run found, what to try (also in report.md)
+                print("\n".join(findings_lines(findings, markdown=False)))
     accelerator.wait_for_everyone()
     return FinetuneResult(out, result.eval, summary, result.model, task.label_names)
+
+
+def _transferred(recipe: Recipe, source: SourceModel | None) -> bool:
+    """Whether the backbone starts from trained weights: a source run, a weights file or a checkpoint."""
+    return source is not None or bool(recipe.backbone.weights) or recipe.backbone.pretrained
 
 
 def _run_baseline(recipe: Recipe, name: str, out: Path, **flags: Any) -> FinetuneResult:

@@ -101,6 +101,10 @@ class TrainConfig(_Section):
     eval_batch_size: int | None = Field(None, ge=1, description="null: twice batch_size")
     lr: float = Field(2.0e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
+    backbone_lr_ratio: float = Field(
+        1.0, gt=0, description="learning rate of transferred backbone weights (init_from, weights, pretrained) "
+        "relative to lr, which the new head and adapters keep; 1: one rate for the whole model"
+    )
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     grad_accum_steps: int = Field(1, ge=1, description="accumulate gradients over this many batches")

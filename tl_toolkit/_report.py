@@ -192,6 +192,10 @@ def _results_table(summary: dict[str, Any]) -> list[str]:
     for name, gain in summary.get("transfer_gain", {}).items():
         gains = ", ".join(f"{value * 100:+.1f} pt {_LABELS.get(k, k)}" for k, value in gain.items())
         lines += ["", f"**Transfer gain over {name}:** {gains}."]
+    if summary.get("transfer_check"):  # a gain at or below zero: what the run found, what to try
+        from ._transfer_check import findings_lines
+
+        lines += ["", *findings_lines(summary["transfer_check"], markdown=True)[:-1]]
     return lines
 
 

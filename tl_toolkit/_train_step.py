@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import UserError
 from ._performance import make_optimizer, prepare_for_training, step_autocast
+from ._transfer_lr import TransferRates, scale_transferred
 
 if TYPE_CHECKING:
     import datasets
@@ -88,8 +89,10 @@ class Training:
 
 def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, model: nn.Module,
                      train_ds: datasets.Dataset, eval_ds: datasets.Dataset, accelerator: Accelerator,
-                     objective: TaskPlugin) -> Training:
+                     objective: TaskPlugin, rates: TransferRates | None = None) -> Training:
     """Loaders, optimizer and scheduler of a run, prepared by ``accelerator``, and its :class:`TrainStep`.
+
+    ``rates``: the transferred weights and the ratio of their learning rate to ``train.lr``.
 
     Raises:
         UserError: the strategy left no trainable parameters.
@@ -104,7 +107,8 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     train_loader = _loader(train_ds, backbone, cfg.batch_size, True, recipe, grouped, packed)
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe, grouped)
     recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy, cfg.cpu_dropout)
-    optimizer = make_optimizer(strategy.parameter_groups(model, cfg.weight_decay), cfg.lr, accelerator.device)
+    groups = scale_transferred(strategy.parameter_groups(model, cfg.weight_decay), rates or TransferRates())
+    optimizer = make_optimizer(groups, cfg.lr, accelerator.device)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
     for group in optimizer.param_groups:  # layer-wise learning rates: a group may scale train.lr
