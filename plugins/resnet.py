@@ -69,7 +69,6 @@ class ResNetBackbone(Backbone):
     options_model = ResNetOptions
     library = "timm"
     export_formats = ("timm", "onnx")
-    preprocessing_options = ("hflip", "scale", "augment", "auto_augment")
 
     @property
     def options(self) -> ResNetOptions:

@@ -110,21 +110,3 @@ def test_transferred_weights_train_below_the_head_and_scratch_at_one_rate() -> N
     adapted = lora.apply(model, backbone)
     lora_groups = lora.parameter_groups(adapted, 0.0)
     assert lora_groups and scale_transferred(lora_groups, rates) == lora_groups
-
-
-def test_a_target_takes_the_source_preprocessing_its_recipe_leaves_unset(tmp_path: Path) -> None:
-    from tl_toolkit import Recipe
-    from tl_toolkit._inherit import inherit_preprocessing
-    from tl_toolkit.testing import load_plugin
-
-    source = tmp_path / "src" / "model"
-    source.mkdir(parents=True)
-    (source / "tl_toolkit.json").write_text(json.dumps(
-        {"backbone": {"plugin": "resnet", "options": {"scale": [0.6, 1.0], "hflip": 0.0, "freeze_bn": True}}}))
-    recipe = Recipe.model_validate({"name": "t", "data": {"format": "digits"}, "backbone": {
-        "plugin": "resnet", "model": "resnet18", "init_from": str(source.parent), "options": {"hflip": 0.5}}})
-    keys = load_plugin("backbone", "resnet").preprocessing_options
-    resolved = inherit_preprocessing(recipe, source, keys)
-    # The crop range comes from the source; the recipe's own flip wins; freeze_bn is no preprocessing.
-    assert resolved.backbone.options == {"hflip": 0.5, "scale": [0.6, 1.0]}
-    assert inherit_preprocessing(recipe, source, ()) is recipe  # a backbone naming no such options: unchanged

@@ -18,7 +18,6 @@ from ._callbacks import EpochCallback
 from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._fsdp import is_sharded, unsharded_copy
-from ._inherit import inherit_preprocessing
 from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
@@ -156,9 +155,6 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
-    if source_dir:  # the transferred filters see inputs prepared as in the source run, unless the recipe says
-        keys = registry.get("backbone", recipe.backbone.plugin).preprocessing_options
-        recipe = inherit_preprocessing(recipe, source_dir, keys)
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
     _check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
     set_seed(recipe.seed)

@@ -123,9 +123,6 @@ class Backbone(ABC):
     #: Whether training steps may run under bf16 autocast on a CPU that computes bf16 natively
     #: (``train.mixed_precision: auto``); set it once accuracy has been measured equal that way.
     cpu_bf16: ClassVar[bool] = False
-    #: The ``backbone.options`` that shape the inputs (augmentation, crops). A target run of ``init_from``
-    #: takes those its recipe leaves unset from the source run's recipe.
-    preprocessing_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BackboneConfig, data: DataConfig) -> None:
         self.config = config
