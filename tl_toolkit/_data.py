@@ -114,14 +114,9 @@ def _input_columns(data: DataConfig, modality: str) -> list[str]:
 
 def _checked(ds: datasets.Dataset, data: DataConfig, inputs: list[str], split: str) -> datasets.Dataset:
     where = getattr(data, split) or data.name or data.format
-    wanted = [*inputs, data.label_column]
-    for name in ds.column_names:  # a header read whole: the file is separated by another character
-        sep = next((s for s in ("\t", ",", ";", "|") if s in name and set(wanted) & set(name.split(s))), None)
-        if sep is not None and data.format == "csv":
-            used = data.delimiter or ("\t" if str(where).endswith(".tsv") else ",")
-            raise UserError(f"data.delimiter: the header of {where!r} is separated by {json.dumps(sep)}, not "
-                            f"{json.dumps(used)}, so it reads as the single column {name!r}; set "
-                            f"data.delimiter: {json.dumps(sep)}")
+    missing = [c for c in [*inputs, data.label_column] if c not in ds.column_names]
+    if missing and data.format == "csv":
+        _refuse_other_delimiter(ds.column_names, missing, where, _delimiter(data))
     problems = []
     for col, key in [*((c, _column_key(data, c)) for c in inputs), (data.label_column, "label_column")]:
         if col not in ds.column_names:
@@ -133,6 +128,21 @@ def _checked(ds: datasets.Dataset, data: DataConfig, inputs: list[str], split: s
     if problems:
         raise UserError(problems)
     return ds
+
+
+def _delimiter(data: DataConfig) -> str:
+    """The field separator of ``data``'s CSV files: ``data.delimiter``, else tab for a .tsv train file, else comma."""
+    return data.delimiter or ("\t" if Path(data.train or "").suffix.lower() == ".tsv" else ",")
+
+
+def _refuse_other_delimiter(columns: list[str], missing: list[str], where: str, used: str) -> None:
+    """A header read whole (one column holding the missing names) means the file is separated by another character."""
+    for name in columns:
+        sep = next((s for s in ("\t", ",", ";", "|") if s in name and set(missing) & set(name.split(s))), None)
+        if sep is not None:
+            raise UserError(f"data.delimiter: the header of {where!r} is separated by {json.dumps(sep)}, not "
+                            f"{json.dumps(used)}, so it reads as the single column {name!r}; set "
+                            f"data.delimiter: {json.dumps(sep)}")
 
 
 def _column_key(data: DataConfig, col: str) -> str:
@@ -164,8 +174,7 @@ def _load_raw(data: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | No
 
     kwargs: dict[str, Any] = {}
     if data.format == "csv":
-        suffix = Path(data.train or "").suffix.lower()
-        kwargs["delimiter"] = data.delimiter or ("\t" if suffix == ".tsv" else ",")
+        kwargs["delimiter"] = _delimiter(data)
     # Each file on its own: a problem (a ragged line, a column the other file has) is named as that file's.
     train = read_table(data.format, data.train or "", "data.train", **kwargs)
     return train, read_table(data.format, data.eval, "data.eval", **kwargs) if data.eval else None

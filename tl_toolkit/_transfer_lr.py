@@ -33,7 +33,6 @@ class TransferRates:
 
     ratio: float = 1.0  # learning rate of the transferred weights / train.lr
     params: frozenset[int] = field(default_factory=frozenset)  # id() of each transferred parameter
-    names: tuple[str, ...] = ()  # their names, for the report
 
     @property
     def active(self) -> bool:
@@ -51,12 +50,8 @@ def transfer_rates(recipe: Recipe, backbone: Backbone, model: nn.Module, transfe
         return TransferRates()
     ratio = recipe.train.backbone_lr_ratio
     heads = tuple(backbone.head_names(model))
-    names, ids = [], set()
-    for name, param in model.named_parameters():
-        if not in_head(name, heads):
-            names.append(name)
-            ids.add(id(param))
-    return TransferRates(float(ratio), frozenset(ids), tuple(names))
+    ids = frozenset(id(param) for name, param in model.named_parameters() if not in_head(name, heads))
+    return TransferRates(float(ratio), ids)
 
 
 def scale_transferred(groups: list[dict[str, Any]], rates: TransferRates) -> list[dict[str, Any]]:
