@@ -50,22 +50,24 @@ def _tiny_run(world_root: Path, name: str, recipe: dict[str, Any]) -> Path:
 def _warm_imports() -> None:
     """Import once, here, what the commands import, so that each forked child finds it loaded.
 
-    Every module of the package, not a list: a child that dropped to ``nobody`` cannot read a checkout
-    in a private folder (``mktemp -d``), so a module it imports lazily would fail there.
+    Every module of the core and of the built-in plugins, not a list: a child that dropped to ``nobody``
+    cannot read a checkout in a private folder (``mktemp -d``), so a module it imports lazily would fail there.
     """
     import concurrent.futures.process  # noqa: F401 - also what root's Python keeps from nobody
     import importlib
     import pkgutil
 
     import sklearn.metrics  # noqa: F401
+    import tl_toolkit_plugins
 
     import tl_toolkit
     from tl_toolkit._registry import registry
 
-    for module in pkgutil.iter_modules(tl_toolkit.__path__):
-        if module.name != "__main__":  # running it is the CLI
-            importlib.import_module(f"tl_toolkit.{module.name}")
-    registry.all()  # every plugin module, and the libraries they import
+    for package in (tl_toolkit, tl_toolkit_plugins):
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name != "__main__":  # running it is the CLI
+                importlib.import_module(f"{package.__name__}.{module.name}")
+    registry.all()  # every registered plugin (third-party ones too), and the libraries they import
 
 
 @pytest.fixture(scope="module")
