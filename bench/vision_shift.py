@@ -14,8 +14,10 @@ transferred from the source run's saved model:
   images resized to 64x64 (bilinear); the transfer loads the source run's
   ``model.safetensors`` (head dropped).
 - ``tl``: ``finetune()`` on ``recipes/cifar10_resnet18_target_full.yaml`` with
-  ``data.image_size: 64`` and nothing tuned; scratch is the same recipe with
-  ``backbone.init_from: null``, as ``baselines: [scratch]`` runs it.
+  ``data.image_size: 64`` and nothing tuned; scratch is its ``baselines: [scratch]``
+  run (same recipe, random weights, fed the same way: the options the transfer run
+  took from the source run included). ``--inits scratch`` alone trains the recipe
+  with ``backbone.init_from: null`` instead (the generic defaults).
   ``--tl KEY=VALUE`` adds overrides to both (a candidate fix, measured alone).
 
 Prints one row per (contender, seed) and the mean transfer gain, and with
@@ -58,9 +60,12 @@ def subset_folder(data: Path, out: Path, per_class: int, eval_per_class: int) ->
         for cls in TARGET_CLASSES:
             folder = out / split / cls
             folder.mkdir(parents=True, exist_ok=True)
+            wanted = sorted((data / split / cls).iterdir())[:count]
+            if sorted(p.name for p in folder.iterdir()) == [p.name for p in wanted]:
+                continue  # already linked (another process of the bench may be reading it)
             for old in folder.iterdir():
                 old.unlink()
-            for path in sorted((data / split / cls).iterdir())[:count]:
+            for path in wanted:
                 (folder / path.name).symlink_to(path)
     return out
 
@@ -81,24 +86,40 @@ def train_source(data: Path, out: Path, per_class: int, epochs: int) -> tuple[Pa
     return out / "model", time.perf_counter() - started
 
 
-def tl_run(folder: Path, out: Path, seed: int, epochs: int, source: Path | None, extra: list[str]) -> dict[str, Any]:
-    """``finetune()`` on the CIFAR target recipe at 64 px; scratch when ``source`` is None."""
+def tl_run(folder: Path, out: Path, seed: int, epochs: int, source: Path | None, extra: list[str],
+           scratch: bool = False) -> dict[str, Any]:
+    """``finetune()`` on the CIFAR target recipe at 64 px; scratch when ``source`` is None.
+
+    ``scratch`` (with a ``source``): also train the recipe's scratch baseline (``baselines: [scratch]``),
+    which sees the inputs the transfer run does (the options it took from the source run), and
+    return its row under ``"scratch"``.
+    """
     from tl_toolkit import finetune
 
     overrides = [f"data.train={folder / 'train'}", f"data.eval={folder / 'test'}", "data.max_train_per_class=null",
                  "data.image_size=64", f"train.epochs={epochs}", "train.num_workers=0", f"seed={seed}",
-                 f"output_dir={out}", f"backbone.init_from={source if source else 'null'}", *extra]
+                 f"output_dir={out}", f"backbone.init_from={source if source else 'null'}",
+                 f"baselines={'[scratch]' if scratch and source else '[]'}", *extra]
     started = time.perf_counter()
     result = finetune(ROOT / "recipes" / "cifar10_resnet18_target_full.yaml", overrides, overwrite=True, quiet=True)
-    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    accuracies = [round(row["eval"]["accuracy"], 4) for row in curve if row.get("kind") == "eval"]
-    row = {"accuracy": result.metrics["accuracy"], "seconds": round(time.perf_counter() - started, 1),
-           "curve": accuracies}
+    seconds = time.perf_counter() - started if not (scratch and source) else result.summary["train_seconds"]
+    row = {"accuracy": result.metrics["accuracy"], "seconds": round(seconds, 1), "curve": _curve(out)}
     if source is not None:
         row["drift"] = drift(source / "model.safetensors", out / "model" / "model.safetensors")
-    for bulky in ("checkpoints", "model"):  # ~130 MB a run; the metrics, summary and report stay
-        shutil.rmtree(out / bulky, ignore_errors=True)
+        row["inherited_options"] = result.summary.get("inherited_options", {})
+    if scratch and source is not None:
+        baseline = result.summary["baselines"]["scratch"]
+        row["scratch"] = {"accuracy": baseline["eval"]["accuracy"], "seconds": round(baseline["train_seconds"], 1),
+                          "curve": _curve(out / "baselines" / "scratch")}
+    for run in (out, out / "baselines" / "scratch"):  # ~130 MB a run; the metrics, summary and report stay
+        for bulky in ("checkpoints", "model"):
+            shutil.rmtree(run / bulky, ignore_errors=True)
     return row
+
+
+def _curve(run: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [round(row["eval"]["accuracy"], 4) for row in rows if row.get("kind") == "eval"]
 
 
 def drift(before: Path | dict[str, Any], after: Path | dict[str, Any]) -> dict[str, float]:
@@ -201,6 +222,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _slug(tag: str) -> str:
+    return tag.replace(" ", "_").replace("/", "-").replace(",", "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10")
@@ -210,7 +235,7 @@ def main() -> None:
     parser.add_argument("--inits", default="scratch,transfer")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--per-class", type=int, default=60)
-    parser.add_argument("--eval-per-class", type=int, default=50)
+    parser.add_argument("--eval-per-class", type=int, default=200)
     parser.add_argument("--source-per-class", type=int, default=600)
     parser.add_argument("--source-epochs", type=int, default=4)
     parser.add_argument("--tl", action="append", default=[], metavar="KEY=VALUE", help="override of the tl runs")
@@ -230,21 +255,32 @@ def main() -> None:
     print(f"source run: {source} ({source_seconds:.0f} s; 0 = reused)", flush=True)
     tag = args.tag or ("tl " + " ".join(args.tl) if args.tl else "tl")
     rows: list[dict[str, Any]] = []
+    inits = args.inits.split(",")
     for seed in [int(s) for s in args.seeds.split(",")]:
         for contender in args.only.split(","):
-            for init in args.inits.split(","):
-                start_from = source if init == "transfer" else None
-                if contender == "plain":
-                    row = plain_run(folder, seed, args.epochs, start_from)
-                    name = "plain"
-                else:
-                    run_dir = work / "runs" / f"{tag.replace(' ', '_').replace('/', '-')}-{init}-{seed}"
-                    row = tl_run(folder, run_dir, seed, args.epochs, start_from, args.tl)
-                    name = tag
+            found: list[tuple[str, dict[str, Any]]] = []
+            if contender == "plain":
+                name = "plain"
+                for init in inits:
+                    found.append((init, plain_run(folder, seed, args.epochs, source if init == "transfer" else None)))
+            elif inits == ["scratch"]:  # the recipe alone, as a user without a source run would train it
+                name = tag
+                found.append(("scratch", tl_run(folder, work / "runs" / f"{_slug(tag)}-scratch-{seed}", seed,
+                                                args.epochs, None, args.tl)))
+            else:  # the transfer run, and its scratch baseline as `baselines: [scratch]` trains it
+                name = tag
+                row = tl_run(folder, work / "runs" / f"{_slug(tag)}-{seed}", seed, args.epochs, source, args.tl,
+                             scratch="scratch" in inits)
+                if "scratch" in row:
+                    found.append(("scratch", row.pop("scratch")))
+                found.append(("transfer", row))
+            for init, row in found:
                 rows.append({"contender": name, "init": init, "seed": seed, **row})
                 print(f"{name:<40} {init:<9} seed {seed}  accuracy {row['accuracy']:.4f}  ({row['seconds']:.0f} s)  "
                       f"curve {row['curve']}"
-                      + (f"  drift {row['drift']}" if "drift" in row else ""), flush=True)
+                      + (f"  drift {row['drift']}" if "drift" in row else "")
+                      + (f"  from the source {row['inherited_options']}" if row.get("inherited_options") else ""),
+                      flush=True)
     summary = _summary(rows)
     print(f"\n{'contender':<40} {'scratch':>15} {'transfer':>15} {'gain (pt)':>14}")
     for name, entry in summary.items():

@@ -8,7 +8,7 @@ MESSAGES: dict[str, list[str]] = {
         "tl validate: error: {dir}/recipe.yaml: unknown key 'trian'. Did you mean 'train'? Valid keys: name, seed, output_dir, backbone, data, strategy, train, baselines, compare, sweep",
     ],
     'validate:unknown nested key': [
-        "tl validate: error: {dir}/recipe.yaml: unknown key 'train.epoch'. Did you mean 'epochs'? Valid keys in 'train': epochs, batch_size, eval_batch_size, lr, weight_decay, backbone_lr_ratio, scheduler, warmup_ratio, grad_accum_steps, max_grad_norm, mixed_precision, label_smoothing, num_workers, log_every_steps, keep_checkpoints, checkpoint_every_steps, best_metric, skip_nonfinite, compile, gradient_checkpointing, feature_cache, trackers, class_weights, group_by_length, length_group_batches, cpu_dropout, padding_free, ema, soup",
+        "tl validate: error: {dir}/recipe.yaml: unknown key 'train.epoch'. Did you mean 'epochs'? Valid keys in 'train': epochs, batch_size, eval_batch_size, lr, optimizer, weight_decay, backbone_lr_ratio, scheduler, warmup_ratio, grad_accum_steps, max_grad_norm, mixed_precision, label_smoothing, num_workers, log_every_steps, keep_checkpoints, checkpoint_every_steps, best_metric, skip_nonfinite, compile, gradient_checkpointing, feature_cache, trackers, class_weights, group_by_length, length_group_batches, cpu_dropout, padding_free, ema, soup",
     ],
     'validate:wrong type': [
         "tl validate: error: {dir}/recipe.yaml: train.batch_size: Input should be a valid integer, unable to parse string as an integer, got 'many'",
@@ -98,7 +98,7 @@ MESSAGES: dict[str, list[str]] = {
         "tl validate: error: {dir}/recipe.yaml: train.epochs: Input should be a valid integer, got {'max': 2}",
     ],
     'validate:override of an unknown key': [
-        "tl validate: error: {dir}/recipe.yaml: unknown key 'train.bacth_size'. Did you mean 'batch_size'? Valid keys in 'train': epochs, batch_size, eval_batch_size, lr, weight_decay, backbone_lr_ratio, scheduler, warmup_ratio, grad_accum_steps, max_grad_norm, mixed_precision, label_smoothing, num_workers, log_every_steps, keep_checkpoints, checkpoint_every_steps, best_metric, skip_nonfinite, compile, gradient_checkpointing, feature_cache, trackers, class_weights, group_by_length, length_group_batches, cpu_dropout, padding_free, ema, soup",
+        "tl validate: error: {dir}/recipe.yaml: unknown key 'train.bacth_size'. Did you mean 'batch_size'? Valid keys in 'train': epochs, batch_size, eval_batch_size, lr, optimizer, weight_decay, backbone_lr_ratio, scheduler, warmup_ratio, grad_accum_steps, max_grad_norm, mixed_precision, label_smoothing, num_workers, log_every_steps, keep_checkpoints, checkpoint_every_steps, best_metric, skip_nonfinite, compile, gradient_checkpointing, feature_cache, trackers, class_weights, group_by_length, length_group_batches, cpu_dropout, padding_free, ema, soup",
     ],
     'validate:override of an unknown section': [
         "tl validate: error: {dir}/recipe.yaml: unknown key 'trainer'. Did you mean 'train'? Valid keys: name, seed, output_dir, backbone, data, strategy, train, baselines, compare, sweep",
@@ -554,7 +554,7 @@ MESSAGES: dict[str, list[str]] = {
         'tl compare: error: {dir}/nope.yaml: recipe file not found; give the path of a .yaml recipe',
     ],
     'compare:invalid recipe': [
-        "tl compare: error: {dir}/recipe.yaml: unknown key 'train.epoch'. Did you mean 'epochs'? Valid keys in 'train': epochs, batch_size, eval_batch_size, lr, weight_decay, backbone_lr_ratio, scheduler, warmup_ratio, grad_accum_steps, max_grad_norm, mixed_precision, label_smoothing, num_workers, log_every_steps, keep_checkpoints, checkpoint_every_steps, best_metric, skip_nonfinite, compile, gradient_checkpointing, feature_cache, trackers, class_weights, group_by_length, length_group_batches, cpu_dropout, padding_free, ema, soup",
+        "tl compare: error: {dir}/recipe.yaml: unknown key 'train.epoch'. Did you mean 'epochs'? Valid keys in 'train': epochs, batch_size, eval_batch_size, lr, optimizer, weight_decay, backbone_lr_ratio, scheduler, warmup_ratio, grad_accum_steps, max_grad_norm, mixed_precision, label_smoothing, num_workers, log_every_steps, keep_checkpoints, checkpoint_every_steps, best_metric, skip_nonfinite, compile, gradient_checkpointing, feature_cache, trackers, class_weights, group_by_length, length_group_batches, cpu_dropout, padding_free, ema, soup",
     ],
     'compare:missing data': [
         "tl compare: error: {dir}/recipe.yaml: data.train: file 'absent.tsv' not found; check the path (relative to {dir})",

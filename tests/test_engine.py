@@ -87,3 +87,17 @@ def test_sentence_pairs_train_and_predict(tmp_path: Path, tiny_bert_dir: Path) -
                                                                 train=False)[0]])
     assert set(batch["token_type_ids"][0].tolist()) == {0, 1}
     assert len(predict(result.output_dir, [str(data)])) == 60
+
+
+def test_sgd_optimizer_keeps_momentum_and_trains(tmp_path: Path) -> None:
+    import torch
+
+    out = tmp_path / "sgd"
+    finetune(DIGITS, output_dir=str(out), train={"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4}, quiet=True)
+    [checkpoint] = (out / "checkpoints").iterdir()
+    state = torch.load(checkpoint / "optimizer.bin", weights_only=False)
+    assert [g["momentum"] for g in state["param_groups"]] == [0.9] * len(state["param_groups"])
+    kinds = {key for per_param in state["state"].values() for key in per_param}
+    assert kinds == {"momentum_buffer"}  # AdamW would keep exp_avg and exp_avg_sq
+    losses = [r["train_loss"] for r in _rows(out, "eval")]
+    assert losses[1] < losses[0]

@@ -110,3 +110,63 @@ def test_transferred_weights_train_below_the_head_and_scratch_at_one_rate() -> N
     adapted = lora.apply(model, backbone)
     lora_groups = lora.parameter_groups(adapted, 0.0)
     assert lora_groups and scale_transferred(lora_groups, rates) == lora_groups
+
+
+@pytest.mark.parametrize(("image_size", "saved", "expected"), [
+    (32, 32, [0.2, 1.0]),      # the source's own size: its crop range
+    (64, 32, [0.8, 1.0]),      # twice as large: crops of at least 4 x 0.2 of the area
+    (128, 32, [1.0, 1.0]),     # four times: whole images only
+    (16, 32, [0.05, 1.0]),     # half the size: smaller crops zoom in as far as the source's did
+    (None, 32, [1.0, 1.0]),    # the model's own size (224 for resnet18)
+    (64, None, [0.2, 1.0]),    # the source model's size unknown: its range as it was
+])
+def test_resnet_target_takes_the_source_crop_range_scaled_by_the_image_size(
+        tmp_path: Path, image_size: int | None, saved: int | None, expected: list[float]) -> None:
+    from tl_toolkit.testing import tiny_backbone
+
+    if saved:
+        (tmp_path / "config.json").write_text(json.dumps({"pretrained_cfg": {"input_size": [3, saved, saved]}}))
+    backbone = tiny_backbone("resnet", image_size=image_size)
+    offered = backbone.transfer_options({"scale": [0.2, 1.0], "hflip": 0.0, "mixup": 0.2}, tmp_path)
+    assert offered == {"scale": expected, "hflip": 0.0, "augment": True, "auto_augment": None}  # no mixup
+
+
+def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    data = {"format": "digits", "train": "train", "eval": "test", "max_train_samples": 32, "max_eval_samples": 16}
+    source = finetune({"name": "src", "output_dir": str(tmp_path / "src"),
+                       "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False,
+                                    "options": {"hflip": 0.0, "scale": [0.4, 1.0]}},
+                       "data": {**data, "image_size": 16}, "train": {"epochs": 1, "batch_size": 16}}, quiet=True)
+    for name, options, taken in (
+        ("tgt", {}, {"scale": [1.0, 1.0], "hflip": 0.0}),  # augment and auto_augment: the source's are the defaults
+        ("own", {"scale": [0.7, 1.0], "augment": False}, {"hflip": 0.0}),
+    ):
+        out = tmp_path / name
+        finetune({"name": name, "output_dir": str(out), "baselines": ["scratch"],
+                  "backbone": {"plugin": "resnet", "model": "resnet18", "init_from": str(source.output_dir),
+                               "options": options},
+                  "data": {**data, "image_size": 32}, "train": {"epochs": 1, "batch_size": 16}})
+        resolved = {**options, **taken}
+        for run in (out, out / "baselines" / "scratch"):  # the scratch baseline is fed the same way
+            assert yaml.safe_load((run / "recipe.yaml").read_text())["backbone"]["options"] == resolved
+        assert json.loads((out / "summary.json").read_text())["inherited_options"] == taken
+        shown = ", ".join(f"backbone.options.{k}={json.dumps(v)}" for k, v in taken.items())
+        assert f"{name}: from the source run, {shown} (set them in the recipe to choose)" in capsys.readouterr().out
+
+
+def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_differences() -> None:
+    from tl_toolkit._transfer_check import findings_lines
+
+    findings = {"metric": "accuracy", "gain": -0.01, "drift": {}, "lead": {"epochs": 0, "led": []},
+                "preprocessing": ["data.image_size is 64 here and was 32 in the source run."],
+                "taken": {"scale": [1.0, 1.0], "hflip": 0.5},
+                "lr": {"head": 1e-3, "transferred": 1e-3, "ratio": 1.0, "layer_decay": None}, "next": []}
+    lines = findings_lines(findings, markdown=False)
+    assert lines[1:3] == [
+        "Preprocessing differences from the source run: data.image_size is 64 here and was 32 in the source run.",
+        "Taken from the source run and adjusted to this run's data: backbone.options.scale [1.0, 1.0], "
+        "backbone.options.hflip 0.5.",
+    ]

@@ -50,17 +50,20 @@ def step_autocast(setting: str, device: torch.device, backbone_allows: bool) -> 
     return torch.bfloat16
 
 
-def make_optimizer(groups: Any, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW over ``groups``, with PyTorch's fused kernel wherever it has one.
+def make_optimizer(groups: Any, lr: float, device: torch.device, kind: str = "adamw") -> torch.optim.Optimizer:
+    """AdamW (or SGD with momentum 0.9: ``kind="sgd"``) over ``groups``, with PyTorch's fused kernel where it has one.
 
     On CUDA it saves one launch per parameter tensor. On the CPU it matters
     more: PyTorch's default there is the per-tensor loop, which for
     all-MiniLM-L6-v2 (22.7M parameters, 2 threads) takes about 185 ms a step
     against 18 ms fused, more than the forward and backward pass of a batch
-    of short sentences.
+    of short sentences. SGD's weight decay is the classic L2 term (PyTorch's),
+    AdamW's the decoupled one.
     """
     import torch
 
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
     fused = device.type in _FUSED_ADAMW_DEVICES
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 

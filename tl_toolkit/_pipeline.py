@@ -18,6 +18,7 @@ from ._callbacks import EpochCallback
 from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._fsdp import is_sharded, unsharded_copy
+from ._inherit import inherit_options
 from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
@@ -155,6 +156,9 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
+    taken: dict[str, Any] = {}
+    if source_dir:  # the transferred filters see inputs prepared as suits them, unless the recipe says otherwise
+        recipe, taken = inherit_options(recipe, source_dir)
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
     _check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
     set_seed(recipe.seed)
@@ -189,6 +193,9 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
             f"{len(data.eval)} eval examples, {task.num_labels} labels, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
+        if taken:
+            accelerator.print(f"{recipe.name}: from the source run, " + ", ".join(
+                f"backbone.options.{k}={json.dumps(v)}" for k, v in taken.items()) + " (set them in the recipe to choose)")
     if accelerator.is_main_process:  # once data, model and strategy are known good: a bad input changes nothing
         _claim_output_dir(out, overwrite)
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
@@ -222,6 +229,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
     }
     if rates.params:
         summary["backbone_lr_ratio"] = rates.ratio
+    if taken:
+        summary["inherited_options"] = taken
     if pretrained:
         summary["pretrain"] = pretrained
     if result.best_checkpoint:

@@ -100,6 +100,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1, description="per device")
     eval_batch_size: int | None = Field(None, ge=1, description="null: twice batch_size")
     lr: float = Field(2.0e-5, gt=0)
+    optimizer: Literal["adamw", "sgd"] = Field(
+        "adamw", description="adamw: AdamW; sgd: SGD with momentum 0.9 (weight_decay as L2), the classic ResNet rule"
+    )
     weight_decay: float = Field(0.01, ge=0)
     backbone_lr_ratio: float = Field(
         1.0, gt=0, description="learning rate of transferred backbone weights (init_from, weights, pretrained) "

@@ -108,7 +108,7 @@ def prepare_training(recipe: Recipe, backbone: Backbone, strategy: Strategy, mod
     eval_loader = _loader(eval_ds, backbone, cfg.eval_batch_size or 2 * cfg.batch_size, False, recipe, grouped)
     recomputes = prepare_for_training(model, cfg.gradient_checkpointing, strategy, cfg.cpu_dropout)
     groups = scale_transferred(strategy.parameter_groups(model, cfg.weight_decay), rates or TransferRates())
-    optimizer = make_optimizer(groups, cfg.lr, accelerator.device)
+    optimizer = make_optimizer(groups, cfg.lr, accelerator.device, cfg.optimizer)
     if not optimizer.param_groups:
         raise UserError(f"strategy.plugin: {recipe.strategy.plugin!r} left no trainable parameters")
     for group in optimizer.param_groups:  # layer-wise learning rates: a group may scale train.lr

@@ -70,7 +70,8 @@ def check_transfer(recipe: Recipe, summary: dict[str, Any], history: list[dict[s
     findings: dict[str, Any] = {"metric": metric, "gain": gain[metric], "lower_is_better": sign < 0}
     findings["drift"] = watch.drift() if watch else {}
     findings["lead"] = _lead(history, out / "baselines" / "scratch" / "metrics.jsonl", metric, sign)
-    findings["preprocessing"] = _preprocessing(recipe, backbone, source)
+    findings["taken"] = summary.get("inherited_options", {})
+    findings["preprocessing"] = _preprocessing(recipe, backbone, source, findings["taken"])
     findings["lr"] = {"head": recipe.train.lr, "transferred": recipe.train.lr * rates.ratio, "ratio": rates.ratio,
                       "layer_decay": recipe.strategy.options.get("layer_decay")}
     findings["next"] = _next_steps(findings, recipe)
@@ -90,8 +91,13 @@ def _lead(history: list[dict[str, Any]], scratch_log: Path, metric: str, sign: f
     return {"epochs": min(len(mine), len(theirs)), "led": led}
 
 
-def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | None) -> list[str]:
-    """How this run feeds its inputs differently from the source run (one sentence each)."""
+def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | None,
+                   taken: dict[str, Any]) -> list[str]:
+    """How this run feeds its inputs differently from the source run (one sentence each).
+
+    ``taken``: the options this run took from the source run (``Backbone.transfer_options``);
+    they are adjusted to this run's data on purpose, so they are listed apart (``findings["taken"]``).
+    """
     if source is None:
         return []
     meta_file = source.directory / "tl_toolkit.json"
@@ -104,7 +110,7 @@ def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | Non
             diffs.append(f"data.{key} is {mine} here and was {theirs} in the source run.")
     theirs_opts, mine_opts = meta.get("backbone", {}).get("options", {}), recipe.backbone.options
     for key in sorted(set(theirs_opts) | set(mine_opts)):
-        if theirs_opts.get(key) != mine_opts.get(key):
+        if key not in taken and theirs_opts.get(key) != mine_opts.get(key):
             diffs.append(f"backbone.options.{key} is {_shown(mine_opts, key)} here and was "
                          f"{_shown(theirs_opts, key)} in the source run.")
     if source.backbone is not None and source.backbone.preprocessing_key() != backbone.preprocessing_key():
@@ -167,6 +173,9 @@ def findings_lines(findings: dict[str, Any], markdown: bool) -> list[str]:
                      + (f" (epochs {', '.join(map(str, lead['led']))})." if lead["led"] else "."))
     pre = findings["preprocessing"]
     lines.append("Preprocessing differences from the source run: " + (" ".join(pre) if pre else "none found."))
+    if findings.get("taken"):
+        lines.append("Taken from the source run and adjusted to this run's data: " + ", ".join(
+            f"backbone.options.{key} {json.dumps(value)}" for key, value in findings["taken"].items()) + ".")
     lr = findings["lr"]
     decay = f", with layer-wise decay {lr['layer_decay']}" if lr["layer_decay"] else ""
     lines.append(f"Learning rate per layer: the head {lr['head']:g}, the transferred backbone weights "

@@ -1,0 +1,49 @@
+"""What a target run takes from its source run (``backbone.init_from``): the preprocessing its recipe leaves unset.
+
+The transferred filters were trained on inputs prepared one way (crops, flips,
+an image size); a target recipe that says nothing about them should feed its
+images the way that suits those filters, not a generic default. The backbone
+knows what that means for its inputs (:meth:`~tl_toolkit.Backbone.transfer_options`;
+``resnet``: the source's crops and flips, the crop range narrowed when the target's
+images are larger than the source's). A key the recipe sets wins. The resolved
+``recipe.yaml`` records what was taken, and the scratch baseline, built from that
+recipe, uses the same options, so the transfer gain compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._registry import registry
+
+if TYPE_CHECKING:
+    from ._recipe import Recipe
+
+__all__ = ["inherit_options"]
+
+
+def inherit_options(recipe: Recipe, source_dir: Path) -> tuple[Recipe, dict[str, Any]]:
+    """``recipe`` with the backbone options the source run in ``source_dir`` offers, and those taken.
+
+    ``source_dir`` is the source run's ``model/`` directory. A source of another backbone
+    plugin offers nothing (loading it then says why it cannot be the starting point).
+    """
+    meta_file = source_dir / "tl_toolkit.json"
+    if not meta_file.is_file():
+        return recipe, {}
+    theirs = json.loads(meta_file.read_text()).get("backbone", {})
+    if theirs.get("plugin") != recipe.backbone.plugin:
+        return recipe, {}
+    backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
+    offered = backbone.transfer_options(dict(theirs.get("options") or {}), source_dir)
+    mine = recipe.backbone.options
+    model = type(backbone).options_model
+    default = model.model_validate(mine).model_dump(mode="json") if model is not None else {}
+    # What the recipe sets stays; an offer equal to what the run gets anyway changes nothing.
+    taken = {key: value for key, value in offered.items() if key not in mine and default.get(key, object()) != value}
+    if not taken:
+        return recipe, {}
+    section = recipe.backbone.model_copy(update={"options": {**mine, **taken}})
+    return recipe.model_copy(update={"backbone": section}), taken
