@@ -29,8 +29,8 @@ Usage: python -m bench.vision_shift [--quick] [--seeds 0,1,2] [--only plain,tl] 
     --work    where the image subsets and runs go (default /tmp/t23/vision-shift)
     --tag     a name for the tl variant in the table and the JSON (default: the overrides)
 
-On a 2-core CPU shared with other work, one thread (``--threads 1``), 60 images
-per class, 15 epochs: the source run took about 4 minutes, each target run 1-3.
+On a 2-core CPU running two of these at once, one thread each (``--threads 1``), the
+defaults: the source run took about 4 minutes, each target run about a minute.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def _run(recipe: str, overrides: list[str]) -> tuple[FinetuneResult, float]:
 
 def _row(name: str, result: FinetuneResult, wall: float) -> str:
     s = result.summary
-    return (f"{name:<18} {s['eval']['accuracy']:>8.4f} {s['eval']['f1_macro']:>8.4f} {s['train_seconds']:>9.1f} "
+    return (f"{name:<20} {s['eval']['accuracy']:>8.4f} {s['eval']['f1_macro']:>8.4f} {s['train_seconds']:>9.1f} "
             f"{wall:>8.1f} {s['trainable_params']:>12,} {s['num_train_examples']:>6} {s['num_eval_examples']:>6}")
 
 
@@ -80,7 +80,7 @@ def main() -> None:
             rows.append(_row(f"target {name}" + (f" s{seed}" if len(seeds) > 1 else ""), result, wall))
     total = time.perf_counter() - started
 
-    print(f"\n{'run':<18} {'accuracy':>8} {'macro-F1':>8} {'train s':>9} {'wall s':>8} {'trainable':>12} "
+    print(f"\n{'run':<20} {'accuracy':>8} {'macro-F1':>8} {'train s':>9} {'wall s':>8} {'trainable':>12} "
           f"{'train':>6} {'eval':>6}")
     print("\n".join(rows))
     if len(seeds) > 1:

@@ -274,7 +274,13 @@ class ResNetBackbone(Backbone):
         (``bench/vision_shift.py``) that raised the transferred accuracy from 0.663 to
         0.680 and the scratch baseline's with it.
         """
-        theirs = ResNetOptions.model_validate(source_options)
+        from pydantic import ValidationError
+
+        try:  # a source saved by another version may hold options this one does not know
+            theirs = ResNetOptions.model_validate({k: v for k, v in source_options.items()
+                                                   if k in ResNetOptions.model_fields})
+        except ValidationError:
+            return {}
         ratio = self._size_ratio(source_dir)
         low = min(1.0, theirs.scale[0] * ratio**2)
         return {"scale": [round(low, 4), max(low, theirs.scale[1])], "hflip": theirs.hflip,

@@ -129,6 +129,9 @@ def test_resnet_target_takes_the_source_crop_range_scaled_by_the_image_size(
     backbone = tiny_backbone("resnet", image_size=image_size)
     offered = backbone.transfer_options({"scale": [0.2, 1.0], "hflip": 0.0, "mixup": 0.2}, tmp_path)
     assert offered == {"scale": expected, "hflip": 0.0, "augment": True, "auto_augment": None}  # no mixup
+    # Options of another version of the plugin: unknown ones are ignored, invalid ones offer nothing.
+    assert backbone.transfer_options({"hflip": 0.0, "retired_option": 1}, tmp_path)["hflip"] == 0.0
+    assert backbone.transfer_options({"hflip": 7}, tmp_path) == {}
 
 
 def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(
