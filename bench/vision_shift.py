@@ -25,6 +25,7 @@ Prints one row per (contender, seed) and the mean transfer gain, and with
 ``bench/results/<date>-vision-shift-cpu.json``.
 
 Usage: python -m bench.vision_shift [--quick] [--seeds 0,1,2] [--only plain,tl] [--tl KEY=VALUE ...]
+       python -m bench.vision_shift --plot RESULTS.json CURVES.png
     --quick   2 epochs on 10 images per class (checks the script; figures not to quote)
     --work    where the image subsets and runs go (default /tmp/t23/vision-shift)
     --tag     a name for the tl variant in the table and the JSON (default: the overrides)
@@ -222,6 +223,32 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def plot(results: Path, out: Path) -> None:
+    """Accuracy per epoch of each contender, scratch (dashed) and transfer (solid), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for run in json.loads(results.read_text())["runs"] for row in run["rows"]]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for i, name in enumerate(dict.fromkeys(r["contender"] for r in rows)):
+        for init, style in (("scratch", "--"), ("transfer", "-")):
+            curves = [r["curve"] for r in rows if r["contender"] == name and r["init"] == init]
+            if curves:
+                mean = [statistics.mean(epoch) for epoch in zip(*curves, strict=True)]
+                ax.plot(range(1, len(mean) + 1), mean, style, color=f"C{i}", label=f"{name}, {init}")
+    ax.set(xlabel="epoch", ylabel="accuracy (mean of the seeds)",
+           title="32 px CIFAR-10 source -> 64 px target, 60 images per class")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    print(f"plot: {out}")
+
+
 def _slug(tag: str) -> str:
     return tag.replace(" ", "_").replace("/", "-").replace(",", "")
 
@@ -243,7 +270,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="results file (default: bench/results/, not with --quick)")
+    parser.add_argument("--plot", type=Path, nargs=2, metavar=("RESULTS", "PNG"),
+                        help="only draw the learning curves of a results file")
     args = parser.parse_args()
+    if args.plot:
+        plot(*args.plot)
+        return
     if args.quick:
         args.epochs, args.per_class, args.eval_per_class, args.source_per_class, args.source_epochs = 2, 10, 20, 40, 1
     import torch
