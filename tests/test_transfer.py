@@ -173,3 +173,30 @@ def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_
         "Taken from the source run and adjusted to this run's data: backbone.options.scale [1.0, 1.0], "
         "backbone.options.hflip 0.5.",
     ]
+
+
+def test_compare_feeds_its_scratch_run_as_the_transferred_runs_and_reuses_finished_grid_runs(tmp_path: Path) -> None:
+    import yaml
+
+    from tl_toolkit import Recipe
+    from tl_toolkit._compare import compare
+    from tl_toolkit._sample_efficiency import sample_efficiency
+
+    data = {"format": "digits", "train": "train", "eval": "test", "max_train_samples": 32, "max_eval_samples": 16}
+    source = finetune({"name": "src", "output_dir": str(tmp_path / "src"),
+                       "backbone": {"plugin": "resnet", "model": "resnet18", "pretrained": False,
+                                    "options": {"hflip": 0.0, "scale": [0.8, 1.0]}},
+                       "data": {**data, "image_size": 16}, "train": {"epochs": 1, "batch_size": 16}}, quiet=True)
+    recipe = Recipe.model_validate({
+        "name": "tgt", "output_dir": str(tmp_path / "tgt"),
+        "backbone": {"plugin": "resnet", "model": "resnet18", "init_from": str(source.output_dir)},
+        "data": {**data, "image_size": 32}, "train": {"epochs": 1, "batch_size": 16}})
+    taken = {"hflip": 0.0, "scale": [1.0, 1.0]}
+    compare(recipe, ["head-only"], tmp_path / "cmp", quiet=True)
+    for name in ("head-only", "scratch"):
+        assert yaml.safe_load((tmp_path / "cmp" / name / "recipe.yaml").read_text())["backbone"]["options"] == taken
+    first = sample_efficiency(recipe, ["head-only", "scratch"], [4], [0], tmp_path / "grid", quiet=True)
+    again = sample_efficiency(recipe, ["head-only", "scratch"], [4], [0], tmp_path / "grid", quiet=True)
+    assert again == first  # read back, not trained again: the resolved recipe matches the saved one
+    scratch = tmp_path / "grid" / "size-4" / "seed-0" / "scratch" / "recipe.yaml"
+    assert yaml.safe_load(scratch.read_text())["backbone"]["options"] == taken

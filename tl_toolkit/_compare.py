@@ -48,9 +48,10 @@ def compare(recipe: Recipe, strategies: list[str] | None = None, output: Path | 
         UserError: an unknown strategy name, or any problem a run meets.
     """
     from ._memory import peak_memory
-    from ._pipeline import _run, scratch_recipe
+    from ._pipeline import _run, scratch_recipe, with_source_options
 
     names = _checked_names(strategies or recipe.compare.strategies)
+    recipe = with_source_options(recipe, quiet)  # scratch is fed as the transferred runs are
     if SCRATCH not in names:  # the transfer gain needs it
         names.append(SCRATCH)
     root = output or recipe.output_path / "compare"

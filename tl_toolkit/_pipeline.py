@@ -369,6 +369,17 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
     return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta, task)
 
 
+def with_source_options(recipe: Recipe, quiet: bool) -> Recipe:
+    """``recipe`` with the options its ``init_from`` source run offers (the source trained first if need be).
+
+    For commands that derive several runs from one recipe (``tl compare``): resolved once, every
+    run, the scratch one included, is fed the same way, as ``baselines: [scratch]`` is.
+    """
+    if not recipe.backbone.init_from:
+        return recipe
+    return inherit_options(recipe, _resolve_source(recipe, quiet))[0]
+
+
 def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
     """The source run of ``backbone.init_from``, trained first when it is a recipe with no finished run."""
     value = recipe.backbone.init_from or ""

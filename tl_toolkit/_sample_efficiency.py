@@ -88,8 +88,10 @@ def sample_efficiency(recipe: Recipe, strategies: list[str] | None, sizes: list[
         UserError: an unknown strategy name, or any problem a run meets.
     """
     from ._compare import _checked_names
+    from ._pipeline import with_source_options
 
     names = _checked_names(strategies or recipe.compare.strategies)
+    recipe = with_source_options(recipe, quiet)  # scratch is fed as the transferred runs are
     seeds = list(dict.fromkeys(seeds or recipe.compare.seeds or [recipe.seed]))
     sizes = list(dict.fromkeys(sizes))
     root = output or recipe.output_path / "compare"
