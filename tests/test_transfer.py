@@ -112,26 +112,31 @@ def test_transferred_weights_train_below_the_head_and_scratch_at_one_rate() -> N
     assert lora_groups and scale_transferred(lora_groups, rates) == lora_groups
 
 
-@pytest.mark.parametrize(("image_size", "saved", "expected"), [
+@pytest.mark.parametrize(("image_size", "source_size", "expected"), [
     (32, 32, [0.2, 1.0]),      # the source's own size: its crop range
     (64, 32, [0.8, 1.0]),      # twice as large: crops of at least 4 x 0.2 of the area
     (128, 32, [1.0, 1.0]),     # four times: whole images only
     (16, 32, [0.05, 1.0]),     # half the size: smaller crops zoom in as far as the source's did
     (None, 32, [1.0, 1.0]),    # the model's own size (224 for resnet18)
-    (64, None, [0.2, 1.0]),    # the source model's size unknown: its range as it was
+    (112, None, [0.05, 1.0]),  # a source at the model's own size, a target at half of it
 ])
 def test_resnet_target_takes_the_source_crop_range_scaled_by_the_image_size(
-        tmp_path: Path, image_size: int | None, saved: int | None, expected: list[float]) -> None:
+        image_size: int | None, source_size: int | None, expected: list[float]) -> None:
+    from tl_toolkit import BackboneConfig, DataConfig
     from tl_toolkit.testing import tiny_backbone
 
-    if saved:
-        (tmp_path / "config.json").write_text(json.dumps({"pretrained_cfg": {"input_size": [3, saved, saved]}}))
     backbone = tiny_backbone("resnet", image_size=image_size)
-    offered = backbone.transfer_options({"scale": [0.2, 1.0], "hflip": 0.0, "mixup": 0.2}, tmp_path)
-    assert offered == {"scale": expected, "hflip": 0.0, "augment": True, "auto_augment": None}  # no mixup
+    source_data = DataConfig(format="digits", image_size=source_size)
+
+    def offered(**options: object) -> dict[str, object]:
+        return backbone.transfer_options(BackboneConfig(plugin="resnet", model="resnet18", options=options),
+                                         source_data)
+
+    assert offered(scale=[0.2, 1.0], hflip=0.0, mixup=0.2) == {
+        "scale": expected, "hflip": 0.0, "augment": True, "auto_augment": None}  # no mixup
     # Options of another version of the plugin: unknown ones are ignored, invalid ones offer nothing.
-    assert backbone.transfer_options({"hflip": 0.0, "retired_option": 1}, tmp_path)["hflip"] == 0.0
-    assert backbone.transfer_options({"hflip": 7}, tmp_path) == {}
+    assert offered(hflip=0.0, retired_option=1)["hflip"] == 0.0
+    assert offered(hflip=7) == {}
 
 
 def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(

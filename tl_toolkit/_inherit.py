@@ -28,16 +28,25 @@ def inherit_options(recipe: Recipe, source_dir: Path) -> tuple[Recipe, dict[str,
     """``recipe`` with the backbone options the source run in ``source_dir`` offers, and those taken.
 
     ``source_dir`` is the source run's ``model/`` directory. A source of another backbone
-    plugin offers nothing (loading it then says why it cannot be the starting point).
+    plugin, or one whose saved recipe sections this version cannot read, offers nothing
+    (loading the first says why it cannot be the starting point).
     """
+    from pydantic import ValidationError
+
+    from ._recipe import BackboneConfig, DataConfig
+
     meta_file = source_dir / "tl_toolkit.json"
     if not meta_file.is_file():
         return recipe, {}
-    theirs = json.loads(meta_file.read_text()).get("backbone", {})
-    if theirs.get("plugin") != recipe.backbone.plugin:
+    meta = json.loads(meta_file.read_text())
+    try:
+        theirs, their_data = BackboneConfig.model_validate(meta["backbone"]), DataConfig.model_validate(meta["data"])
+    except (KeyError, TypeError, ValidationError):
+        return recipe, {}
+    if theirs.plugin != recipe.backbone.plugin:
         return recipe, {}
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
-    offered = backbone.transfer_options(dict(theirs.get("options") or {}), source_dir)
+    offered = backbone.transfer_options(theirs, their_data)
     mine = recipe.backbone.options
     model = type(backbone).options_model
     default = model.model_validate(mine).model_dump(mode="json") if model is not None else {}

@@ -310,16 +310,16 @@ class Backbone(ABC):
         """
         return False
 
-    def transfer_options(self, source_options: dict[str, Any], source_dir: Path) -> dict[str, Any]:
+    def transfer_options(self, source: BackboneConfig, source_data: DataConfig) -> dict[str, Any]:
         """The ``backbone.options`` a target run of ``backbone.init_from`` takes from its source run.
 
-        ``source_options`` are the source run's ``backbone.options`` as its recipe
-        gave them; ``source_dir`` is its saved ``model/`` directory (what :meth:`save`
-        wrote). Return the preprocessing the transferred weights should see here,
-        e.g. the source's crops and flips, adjusted for this run's data; the run
-        takes each returned option its recipe leaves unset, records it in
-        ``recipe.yaml`` and gives the scratch baseline the same. The default
-        returns nothing (every option keeps the recipe's or its default).
+        ``source`` and ``source_data`` are the source run's ``backbone`` and ``data``
+        recipe sections, as it saved them. Return the preprocessing the transferred
+        weights should see here, e.g. the source's crops and flips, adjusted for this
+        run's data (``self.data``); the run takes each returned option its recipe
+        leaves unset (and not already at that value), records it in ``recipe.yaml``
+        and ``summary.json`` and gives the scratch baseline the same. The default
+        returns nothing (every option keeps the recipe's value or its default).
         """
         return {}
 
