@@ -163,6 +163,16 @@ def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(
         assert json.loads((out / "summary.json").read_text())["inherited_options"] == taken
         shown = ", ".join(f"backbone.options.{k}={json.dumps(v)}" for k, v in taken.items())
         assert f"{name}: from the source run, {shown} (set them in the recipe to choose)" in capsys.readouterr().out
+    # tl validate says beforehand what a run will take (the source run is finished).
+    from tl_toolkit._cli import main
+
+    file = tmp_path / "tgt.yaml"
+    file.write_text(yaml.safe_dump({"name": "tgt", "output_dir": str(tmp_path / "later"), "backbone": {
+        "plugin": "resnet", "model": "resnet18", "init_from": str(source.output_dir)}, "data": {**data, "image_size": 32}}))
+    assert main(["validate", str(file)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"{file}: from the source run, backbone.options.scale=[1.0, 1.0], backbone.options.hflip=0.0 "
+        f"(set them in the recipe to choose)")
 
 
 def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_differences() -> None:

@@ -380,6 +380,23 @@ def with_source_options(recipe: Recipe, quiet: bool) -> Recipe:
     return inherit_options(recipe, _resolve_source(recipe, quiet))[0]
 
 
+def source_options_preview(recipe: Recipe) -> dict[str, Any]:
+    """The options a run of ``recipe`` would take from its ``init_from`` source, without training anything.
+
+    Empty when there is no source, or its run is not finished yet (``tl validate`` trains nothing).
+    """
+    value = recipe.backbone.init_from
+    if not value:
+        return {}
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml"):
+        path = load_recipe(path).output_path
+    try:
+        return inherit_options(recipe, resolve_run_dir(path))[1]
+    except UserError:
+        return {}
+
+
 def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
     """The source run of ``backbone.init_from``, trained first when it is a recipe with no finished run."""
     value = recipe.backbone.init_from or ""
