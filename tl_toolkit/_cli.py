@@ -283,15 +283,14 @@ def _run_from_manifest(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from ._pipeline import source_options_preview
+    from ._inherit import source_options_preview, taken_line
     from ._validate import validate
 
     recipe = validate(args.recipe, args.overrides)
     print(f"{args.recipe}: ok ({recipe.backbone.plugin} + {recipe.strategy.plugin}, output_dir {recipe.output_dir})")
     taken = source_options_preview(recipe)
     if taken:
-        print(f"{args.recipe}: from the source run, " + ", ".join(
-            f"backbone.options.{k}={json.dumps(v)}" for k, v in taken.items()) + " (set them in the recipe to choose)")
+        print(f"{args.recipe}: {taken_line(taken)}")
     return 0
 
 

@@ -18,7 +18,7 @@ from ._callbacks import EpochCallback
 from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._fsdp import is_sharded, unsharded_copy
-from ._inherit import inherit_options
+from ._inherit import inherit_options, taken_line
 from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
@@ -194,8 +194,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
         if taken:
-            accelerator.print(f"{recipe.name}: from the source run, " + ", ".join(
-                f"backbone.options.{k}={json.dumps(v)}" for k, v in taken.items()) + " (set them in the recipe to choose)")
+            accelerator.print(f"{recipe.name}: {taken_line(taken)}")
     if accelerator.is_main_process:  # once data, model and strategy are known good: a bad input changes nothing
         _claim_output_dir(out, overwrite)
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
@@ -367,34 +366,6 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
         raise damaged_model(model_dir, e) from None
     model.eval()
     return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta, task)
-
-
-def with_source_options(recipe: Recipe, quiet: bool) -> Recipe:
-    """``recipe`` with the options its ``init_from`` source run offers (the source trained first if need be).
-
-    For commands that derive several runs from one recipe (``tl compare``): resolved once, every
-    run, the scratch one included, is fed the same way, as ``baselines: [scratch]`` is.
-    """
-    if not recipe.backbone.init_from:
-        return recipe
-    return inherit_options(recipe, _resolve_source(recipe, quiet))[0]
-
-
-def source_options_preview(recipe: Recipe) -> dict[str, Any]:
-    """The options a run of ``recipe`` would take from its ``init_from`` source, without training anything.
-
-    Empty when there is no source, or its run is not finished yet (``tl validate`` trains nothing).
-    """
-    value = recipe.backbone.init_from
-    if not value:
-        return {}
-    path = Path(value)
-    if path.suffix in (".yaml", ".yml"):
-        path = load_recipe(path).output_path
-    try:
-        return inherit_options(recipe, resolve_run_dir(path))[1]
-    except UserError:
-        return {}
 
 
 def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
