@@ -47,9 +47,8 @@ def compare(recipe: Recipe, strategies: list[str] | None = None, output: Path | 
     Raises:
         UserError: an unknown strategy name, or any problem a run meets.
     """
-    from ._inherit import with_source_options
     from ._memory import peak_memory
-    from ._pipeline import _run, scratch_recipe
+    from ._pipeline import _run, scratch_recipe, with_source_options
 
     names = _checked_names(strategies or recipe.compare.strategies)
     recipe = with_source_options(recipe, quiet)  # scratch is fed as the transferred runs are

@@ -21,7 +21,7 @@ from ._registry import registry
 if TYPE_CHECKING:
     from ._recipe import Recipe
 
-__all__ = ["inherit_options", "source_options_preview", "taken_line", "with_source_options"]
+__all__ = ["inherit_options", "source_options_preview", "taken_line"]
 
 
 def inherit_options(recipe: Recipe, source_dir: Path) -> tuple[Recipe, dict[str, Any]]:
@@ -64,27 +64,14 @@ def taken_line(taken: dict[str, Any]) -> str:
     return f"from the source run, {shown} (set them in the recipe to choose)"
 
 
-def with_source_options(recipe: Recipe, quiet: bool) -> Recipe:
-    """``recipe`` with the options its ``init_from`` source run offers (the source trained first if need be).
-
-    For commands that derive several runs from one recipe (``tl compare``): resolved once, every
-    run, the scratch one included, is fed the same way, as ``baselines: [scratch]`` is.
-    """
-    from ._pipeline import _resolve_source
-
-    if not recipe.backbone.init_from:
-        return recipe
-    return inherit_options(recipe, _resolve_source(recipe, quiet))[0]
-
-
 def source_options_preview(recipe: Recipe) -> dict[str, Any]:
     """The options a run of ``recipe`` would take from its ``init_from`` source, without training anything.
 
     Empty when there is no source, or its run is not finished yet (``tl validate`` trains nothing).
     """
     from ._errors import UserError
-    from ._pipeline import resolve_run_dir
     from ._recipe import load_recipe
+    from ._run_files import resolve_run_dir
 
     value = recipe.backbone.init_from
     if not value:

@@ -23,6 +23,7 @@ from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
+from ._run_files import MODEL_META, resolve_run_dir
 from ._transfer_check import DriftWatch, check_transfer, findings_lines
 from ._transfer_lr import transfer_rates
 from ._validate import validate
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
     from ._task_api import TaskPlugin
 
 __all__ = ["FinetuneResult", "LoadedModel", "finetune", "load_model_dir", "resolve_run_dir"]
-
-MODEL_META = "tl_toolkit.json"
-
 
 @dataclass
 class FinetuneResult:
@@ -327,21 +325,6 @@ def _save_model(model: nn.Module, backbone: Backbone, strategy: Strategy, recipe
 # -- loading finished runs --------------------------------------------------
 
 
-def resolve_run_dir(path: str | Path) -> Path:
-    """The ``model/`` directory of a finished run (or the model directory itself).
-
-    Raises:
-        UserError: ``path`` holds no finished run.
-    """
-    path = Path(path)
-    for candidate in (path / "model", path):
-        if (candidate / MODEL_META).is_file():
-            return candidate
-    raise UserError(
-        f"{path}: not a finished run (no model/{MODEL_META}); give the output_dir of a completed `tl run`"
-    )
-
-
 def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
     """Load a finished run's model through the plugins that trained it.
 
@@ -366,6 +349,15 @@ def load_model_dir(path: str | Path, merge: bool = False) -> LoadedModel:
         raise damaged_model(model_dir, e) from None
     model.eval()
     return LoadedModel(model, backbone, strategy, list(meta["label_names"]), meta, task)
+
+
+def with_source_options(recipe: Recipe, quiet: bool) -> Recipe:
+    """``recipe`` with the options its ``init_from`` source run offers (the source trained first if need be).
+
+    For commands that derive several runs from one recipe (``tl compare``): resolved once, every
+    run, the scratch one included, is fed the same way, as ``baselines: [scratch]`` is.
+    """
+    return inherit_options(recipe, _resolve_source(recipe, quiet))[0] if recipe.backbone.init_from else recipe
 
 
 def _resolve_source(recipe: Recipe, quiet: bool) -> Path:

@@ -14,7 +14,10 @@ from typing import Any
 from ._errors import UserError
 from ._weights import weights_folder_problems
 
-__all__ = ["check_model_dir", "damaged_model"]
+__all__ = ["MODEL_META", "check_model_dir", "damaged_model", "resolve_run_dir"]
+
+#: The file a finished run's ``model/`` holds tl_toolkit's facts in (plugins, recipe sections, labels).
+MODEL_META = "tl_toolkit.json"
 
 
 def check_model_dir(model_dir: Path, meta_name: str) -> dict[str, Any]:
@@ -44,3 +47,18 @@ def damaged_model(model_dir: Path, error: Exception) -> UserError:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return UserError(f"{model_dir}: the run's model cannot be loaded ({text}); its files or weights are missing "
                      f"or damaged: restore the folder or run the recipe again")
+
+
+def resolve_run_dir(path: str | Path) -> Path:
+    """The ``model/`` directory of a finished run (or the model directory itself).
+
+    Raises:
+        UserError: ``path`` holds no finished run.
+    """
+    path = Path(path)
+    for candidate in (path / "model", path):
+        if (candidate / MODEL_META).is_file():
+            return candidate
+    raise UserError(
+        f"{path}: not a finished run (no model/{MODEL_META}); give the output_dir of a completed `tl run`"
+    )

@@ -88,7 +88,7 @@ def sample_efficiency(recipe: Recipe, strategies: list[str] | None, sizes: list[
         UserError: an unknown strategy name, or any problem a run meets.
     """
     from ._compare import _checked_names
-    from ._inherit import with_source_options
+    from ._pipeline import with_source_options
 
     names = _checked_names(strategies or recipe.compare.strategies)
     recipe = with_source_options(recipe, quiet)  # scratch is fed as the transferred runs are
