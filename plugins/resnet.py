@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tl_toolkit import (
     Backbone,
@@ -276,8 +276,6 @@ class ResNetBackbone(Backbone):
         (``bench/vision_shift.py``, three seeds) that raised the transferred accuracy
         from 0.663 to 0.680 and the scratch baseline's, fed the same way, from 0.624 to 0.629.
         """
-        from pydantic import ValidationError
-
         try:  # a source saved by another version may hold options this one does not know
             theirs = ResNetOptions.model_validate({k: v for k, v in source.options.items()
                                                    if k in ResNetOptions.model_fields})

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pydantic import ValidationError
+
+from ._errors import UserError
+from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe
 from ._registry import registry
-
-if TYPE_CHECKING:
-    from ._recipe import Recipe
+from ._run_files import MODEL_META, resolve_run_dir
 
 __all__ = ["inherit_options", "source_options_preview", "taken_line"]
 
@@ -31,11 +33,7 @@ def inherit_options(recipe: Recipe, source_dir: Path) -> tuple[Recipe, dict[str,
     plugin, or one whose saved recipe sections this version cannot read, offers nothing
     (loading the first says why it cannot be the starting point).
     """
-    from pydantic import ValidationError
-
-    from ._recipe import BackboneConfig, DataConfig
-
-    meta_file = source_dir / "tl_toolkit.json"
+    meta_file = source_dir / MODEL_META
     if not meta_file.is_file():
         return recipe, {}
     meta = json.loads(meta_file.read_text())
@@ -69,10 +67,6 @@ def source_options_preview(recipe: Recipe) -> dict[str, Any]:
 
     Empty when there is no source, or its run is not finished yet (``tl validate`` trains nothing).
     """
-    from ._errors import UserError
-    from ._recipe import load_recipe
-    from ._run_files import resolve_run_dir
-
     value = recipe.backbone.init_from
     if not value:
         return {}

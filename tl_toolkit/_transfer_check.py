@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._run_files import MODEL_META
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -100,7 +102,7 @@ def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | Non
     """
     if source is None:
         return []
-    meta_file = source.directory / "tl_toolkit.json"
+    meta_file = source.directory / MODEL_META
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     diffs = []
     src_data = meta.get("data", {})
