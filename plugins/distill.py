@@ -15,12 +15,11 @@ batches, so it must share the student's backbone plugin and preprocessing
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tl_toolkit import Backbone, Strategy, UserError
+from tl_toolkit import Backbone, Strategy, UserError, resolve_run_dir
 
 if TYPE_CHECKING:
     import torch
@@ -41,9 +40,10 @@ class DistillOptions(BaseModel):
     @field_validator("teacher")
     @classmethod
     def _finished_run(cls, value: str) -> str:
-        path = Path(value)
-        if not any((p / "tl_toolkit.json").is_file() for p in (path / "model", path)):
-            raise ValueError(f"{value!r} is not a finished run (no model/tl_toolkit.json); train the teacher first")
+        try:
+            resolve_run_dir(value)
+        except UserError:
+            raise ValueError(f"{value!r} is not a finished run (no saved model in it); train the teacher first") from None
         return value
 
 

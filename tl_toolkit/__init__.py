@@ -16,6 +16,7 @@ from ._peft_base import PeftOptions, PeftStrategy
 from ._plugin_api import PLUGIN_API_VERSION, Backbone, SourceModel, Strategy, Task
 from ._pretrain import PretrainContext
 from ._recipe import BackboneConfig, DataConfig, Recipe, StrategyConfig, TrainConfig, load_recipe
+from ._run_files import resolve_run_dir
 from ._sweep_config import SweepConfig
 from ._task_api import HEAD_KINDS, TaskPlugin
 from ._usage import Usage
@@ -72,6 +73,7 @@ __all__ = [
     "plot_confusion_matrix",
     "predict",
     "read_state_dict",
+    "resolve_run_dir",
     "suggest",
     "sweep",
     "train_only",

@@ -14,6 +14,7 @@ from ._errors import RecipeError, UserError
 from ._paths import output_dir_problems
 from ._recipe import DataConfig, Recipe, explain, load_recipe, raw_recipe
 from ._registry import registry
+from ._run_files import MODEL_META, resolve_run_dir
 from ._sweep_config import SearchParam
 from ._sweep_space import space_problems
 from ._tasks import task_problems
@@ -94,11 +95,11 @@ def _check_init_from(value: str, plugin: str) -> list[str]:
     else:
         if not path.exists():
             return [f"backbone.init_from: {value!r} not found; give a finished run's directory or a source recipe"]
-        meta = next((m for m in (path / "model" / "tl_toolkit.json", path / "tl_toolkit.json") if m.is_file()), None)
-        if meta is None:
-            return [f"backbone.init_from: {value!r} holds no finished run (no model/tl_toolkit.json); "
-                    f"finish that run first"]
-        problems, source_plugin = [], json.loads(meta.read_text())["backbone"]["plugin"]
+        try:
+            model_dir = resolve_run_dir(path)
+        except UserError:
+            return [f"backbone.init_from: {value!r} holds no finished run (no model/{MODEL_META}); finish that run first"]
+        problems, source_plugin = [], json.loads((model_dir / MODEL_META).read_text())["backbone"]["plugin"]
     if source_plugin != plugin:
         problems.append(f"backbone.init_from: the source uses backbone {source_plugin!r}, this recipe "
                         f"{plugin!r}; a transfer keeps the architecture, so they must match")
