@@ -173,6 +173,11 @@ def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"{file}: from the source run, backbone.options.scale=[1.0, 1.0], backbone.options.hflip=0.0 "
         f"(set them in the recipe to choose)")
+    # tl plan measures the run it will be (those options included) and says so on its second line.
+    assert main(["plan", str(file), "--steps", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "taken:        from the source run, backbone.options.scale=[1.0, 1.0], backbone.options.hflip=0.0 "
+        "(set them in the recipe to choose)")
 
 
 def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_differences() -> None:

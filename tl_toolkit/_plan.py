@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import UserError
+from ._inherit import inherit_options, taken_line
 from ._recipe import Recipe
 from ._registry import registry
+from ._run_files import resolve_run_dir
 
 __all__ = ["plan"]
 
@@ -42,10 +44,16 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
     from ._engine import make_accelerator
     from ._feature_cache import cache_blocker
     from ._memory import peak_memory
+    from ._pipeline import _load_source
     from ._plugin_api import Task
     from ._tasks import make_task
     from ._train_step import length_group_batches, prepare_training
 
+    source_dir: Path | None = None
+    taken: dict[str, Any] = {}
+    if recipe.backbone.init_from:  # planned as the run will train: with what it takes from its source run
+        source_dir = _source_dir(recipe)
+        recipe, taken = inherit_options(recipe, source_dir)
     accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
@@ -53,7 +61,7 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
     task = make_task(recipe.data, recipe.train)
     data = load_task_data(recipe.data, backbone.modality, recipe.seed, task)
     task.setup(data.label_names, data.train["labels"])
-    model = backbone.build(Task(data.label_names, task.head), _source(recipe) if recipe.backbone.init_from else None)
+    model = backbone.build(Task(data.label_names, task.head), _load_source(source_dir, recipe) if source_dir else None)
     total = sum(p.numel() for p in model.parameters())
     model = strategy.apply(model, backbone)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -106,12 +114,12 @@ def plan(recipe: Recipe, steps: int = 8, warmup: int = 2) -> dict[str, Any]:
         "peak_memory_mib": peak.mib, "memory_device": peak.device,
         "pretrain": strategy.pretrain_plan(len(data.train), Task(data.label_names, task.head)),
         "loop_epochs": strategy.loop_epochs(recipe.train.epochs),
+        "inherited_options": taken,
     }
 
 
-def _source(recipe: Recipe) -> Any:
-    """The finished source run of ``backbone.init_from`` (tl plan trains nothing, so it must be finished)."""
-    from ._pipeline import _load_source, resolve_run_dir
+def _source_dir(recipe: Recipe) -> Path:
+    """The ``model/`` directory of ``backbone.init_from``'s run (tl plan trains nothing, so it must be finished)."""
     from ._validate import validate
 
     path = Path(recipe.backbone.init_from or "")
@@ -121,7 +129,7 @@ def _source(recipe: Recipe) -> Any:
             raise UserError(f"backbone.init_from: the source recipe {path} has no finished run in {run_dir}; "
                             f"tl plan trains nothing: run `tl run {path}` first, or plan the source recipe itself")
         path = run_dir
-    return _load_source(resolve_run_dir(path), recipe)
+    return resolve_run_dir(path)
 
 
 def _batch_size(batch: dict[str, Any]) -> int:
@@ -227,4 +235,6 @@ def format_plan(figures: dict[str, Any]) -> str:
             lines[3] = f"time:         the engine's loop runs no epoch ({f['strategy']} fits its head in the stage)"
     if f["feature_cache"] == "applies" and f.get("loop_epochs") != 0:
         lines.insert(3, "              (with the feature cache, only the first epoch runs the backbone)")
+    if f.get("inherited_options"):
+        lines.insert(1, f"taken:        {taken_line(f['inherited_options'])}")
     return "\n".join(lines)
