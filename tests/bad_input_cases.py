@@ -662,7 +662,7 @@ NEW_PLUGIN_CASES = [
     Case("new-plugin:name starting with a digit", lambda e: _np(e, "1aug"), ("'1aug'", "start with a letter")),
     Case("new-plugin:name with a dot", lambda e: _np(e, "my.aug"), ("'my.aug'",)),
     Case("new-plugin:folder exists", lambda e: (e.folder("myaug"), _np(e, "myaug"))[1], ("myaug", "already exists")),
-    Case("new-plugin:unknown kind", lambda e: ["new-plugin", "x", "--kind", "task"], ("--kind", "'task'")),
+    Case("new-plugin:unknown kind", lambda e: ["new-plugin", "x", "--kind", "dataset"], ("--kind", "'dataset'")),
     Case("new-plugin:no kind", lambda e: ["new-plugin", "x"], ("--kind",)),
     Case("new-plugin:--output is a file", lambda e: ["new-plugin", "x", "--kind", "strategy", "--output",
                                                      e.data("f", "x")], ("--output", "is a file"), defect=2),

@@ -629,7 +629,7 @@ MESSAGES: dict[str, list[str]] = {
         'tl new-plugin: error: {dir}/myaug already exists; choose another name or remove it',
     ],
     'new-plugin:unknown kind': [
-        "tl new-plugin: error: argument --kind: invalid choice: 'task' (choose from 'strategy', 'backbone')",
+        "tl new-plugin: error: argument --kind: invalid choice: 'dataset' (choose from 'strategy', 'backbone', 'task')",
     ],
     'new-plugin:no kind': [
         'tl new-plugin: error: the following arguments are required: --kind',

@@ -71,3 +71,13 @@ def test_scaffolded_backbone_passes_its_own_tests(tmp_path: Path) -> None:
     # Without installing: the plugin's unit test that does not need the entry point.
     _sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "build_forward or trains_end_to_end",
         root / "tests", cwd=root, env={"PYTHONPATH": str(root)})
+
+
+def test_scaffolded_task_passes_its_own_tests(tmp_path: Path) -> None:
+    assert run_tl("new-plugin", "huber", "--kind", "task", "--output", tmp_path).returncode == 0
+    root = tmp_path / "huber"
+    assert '[project.entry-points."tl_toolkit.tasks"]\nhuber = "tl_huber:HuberTask"' in (root / "pyproject.toml").read_text()
+    assert "`data.task: huber` in a recipe" in (root / "README.md").read_text()
+    # Without installing: every test but the entry-point lookup (the strategy test above installs one).
+    _sh(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not entry_point",
+        root / "tests", cwd=root, env={"PYTHONPATH": str(root)})

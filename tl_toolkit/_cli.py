@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Write a plugin package NAME/ (pyproject with the entry point, the module, "
                        "a test) that `pip install -e NAME` registers.")
     p.add_argument("name", help="the plugin's name in recipes, e.g. myaug")
-    p.add_argument("--kind", choices=["strategy", "backbone"], required=True)
+    p.add_argument("--kind", choices=["strategy", "backbone", "task"], required=True)
     p.add_argument("--output", default=".", help="folder to create the package in (default: here)")
 
     p = sub.add_parser("predict", help="predict with a finished run",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ._errors import UserError
 from ._plugin_api import PLUGIN_API_VERSION
+from ._registry import GROUPS
+from ._scaffold_task import TASK, TASK_TEST
 
 __all__ = ["new_plugin"]
 
@@ -292,9 +294,15 @@ def test_trains_end_to_end(strategy: str, tmp_path) -> None:
 '''
 
 
+#: The module and test template of each kind, and the word a recipe uses it with.
+TEMPLATES = {"strategy": (_STRATEGY, _STRATEGY_TEST, "strategy.plugin"),
+             "backbone": (_BACKBONE, _BACKBONE_TEST, "backbone.plugin"),
+             "task": (TASK, TASK_TEST, "data.task")}
+
+
 def _class_name(name: str, kind: str) -> str:
     words = re.split(r"[^0-9a-zA-Z]+", name)
-    return "".join(w[:1].upper() + w[1:] for w in words if w) + ("Strategy" if kind == "strategy" else "Backbone")
+    return "".join(w[:1].upper() + w[1:] for w in words if w) + kind.capitalize()
 
 
 def new_plugin(name: str, kind: str, parent: Path) -> Path:
@@ -305,8 +313,8 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
     """
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
         raise UserError(f"name {name!r} must start with a letter and use a-z, 0-9, '-' or '_'")
-    if kind not in ("strategy", "backbone"):
-        raise UserError(f"--kind {kind!r} is not one of strategy, backbone")
+    if kind not in TEMPLATES:
+        raise UserError(f"--kind {kind!r} is not one of {', '.join(TEMPLATES)}")
     module = "tl_" + name.replace("-", "_")
     if keyword.iskeyword(module):
         raise UserError(f"{name!r} gives the module name {module!r}, a Python keyword")
@@ -314,17 +322,16 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
     if root.exists():
         raise UserError(f"{root} already exists; choose another name or remove it")
     cls = _class_name(name, kind)
-    group = "tl_toolkit.strategies" if kind == "strategy" else "tl_toolkit.backbones"
-    fields = {"name": name, "module": module, "cls": cls, "group": group, "api": PLUGIN_API_VERSION,
+    fields = {"name": name, "module": module, "cls": cls, "group": GROUPS[kind], "api": PLUGIN_API_VERSION,
               "summary": f"The {name} {kind} plugin for tl_toolkit."}
-    code, test = (_STRATEGY, _STRATEGY_TEST) if kind == "strategy" else (_BACKBONE, _BACKBONE_TEST)
+    code, test, key = TEMPLATES[kind]
     (root / module).mkdir(parents=True)
     (root / "tests").mkdir()
     (root / "pyproject.toml").write_text(_PYPROJECT.format(**fields))
     (root / module / "__init__.py").write_text(code.format(**fields))
     (root / "tests" / f"test_{module}.py").write_text(test.format(**fields))
     (root / "README.md").write_text(
-        f"# tl-{name}\n\nA tl_toolkit {kind} plugin: `{kind}.plugin: {name}` in a recipe.\n\n"
+        f"# tl-{name}\n\nA tl_toolkit {kind} plugin: `{key}: {name}` in a recipe.\n\n"
         f"```bash\npip install -e {name}\ntl list              # shows {name}\n"
         f"pytest {name}/tests\n```\n"
     )

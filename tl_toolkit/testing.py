@@ -53,7 +53,7 @@ _GOOD, _BAD = ["good", "great", "fun"], ["bad", "awful", "dull"]
 
 
 def check_plugin(kind: str, obj: Any) -> None:
-    """Assert that ``obj`` satisfies the ``kind`` (``backbone`` or ``strategy``) plugin contract.
+    """Assert that ``obj`` satisfies the ``kind`` (``backbone``, ``strategy`` or ``task``) plugin contract.
 
     Raises:
         AssertionError: with the reason ``tl list`` would show (a missing method, a mismatched
