@@ -188,7 +188,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
         accelerator.print(
             f"{recipe.name}: {backbone.describe()} + {recipe.strategy.plugin}, {len(data.train)} train / "
-            f"{len(data.eval)} eval examples, {task.num_labels} labels, "
+            f"{len(data.eval)} eval examples, {task.num_labels} label{'s' if task.num_labels != 1 else ''}, "
             f"{trainable_params:,} of {total_params:,} parameters train{processes}"
         )
         if taken:
