@@ -195,6 +195,22 @@ def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_
     ]
 
 
+def test_far_drift_advice_warns_that_resized_images_may_need_the_full_rate() -> None:
+    from tl_toolkit import Recipe
+    from tl_toolkit._transfer_check import _next_steps
+
+    recipe = Recipe.model_validate({"name": "t", "backbone": {"plugin": "resnet", "model": "resnet18"},
+                                    "data": {"format": "digits"}})
+    findings = {"drift": {"layer4": 0.8}, "lead": {"epochs": 0, "led": []}, "metric": "accuracy",
+                "lr": {"ratio": 1.0}, "preprocessing": []}
+    same = _next_steps(findings, recipe)[0]
+    assert same.endswith("lower train.backbone_lr_ratio (now 1) to 0.3, or train fewer epochs.")
+    resized = _next_steps({**findings, "preprocessing": ["data.image_size is 64 here and was 32 in the source run."]},
+                          recipe)[0]
+    assert resized.endswith("or train fewer epochs (the images changed size, and the backbone then often needs its "
+                            "full rate to adapt: run both and compare).")
+
+
 def test_compare_feeds_its_scratch_run_as_the_transferred_runs_and_reuses_finished_grid_runs(tmp_path: Path) -> None:
     import yaml
 

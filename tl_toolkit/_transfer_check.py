@@ -135,10 +135,13 @@ def _next_steps(findings: dict[str, Any], recipe: Recipe) -> list[str]:
     steps = []
     far = [b for b, d in findings["drift"].items() if d > FAR]
     ratio = findings["lr"]["ratio"]
+    resized = any(line.startswith("data.image_size ") for line in findings["preprocessing"])
     if far:
         steps.append(f"The transferred weights moved far from where they started ({', '.join(far)} changed by more "
                      f"than {FAR:.0%} of their norm): lower train.backbone_lr_ratio (now {ratio:g}) to "
-                     f"{ratio * 0.3:.2g}, or train fewer epochs.")
+                     f"{ratio * 0.3:.2g}, or train fewer epochs"
+                     + (" (the images changed size, and the backbone then often needs its full rate to adapt: "
+                        "run both and compare)." if resized else "."))
     elif ratio >= 1:
         steps.append("The transferred weights trained at the head's learning rate: compare a run with "
                      "train.backbone_lr_ratio 0.3, which keeps more of the source's features (when the inputs "
