@@ -211,7 +211,8 @@ def test_far_drift_advice_warns_that_resized_images_may_need_the_full_rate() -> 
                             "full rate to adapt: run both and compare).")
 
 
-def test_compare_feeds_its_scratch_run_as_the_transferred_runs_and_reuses_finished_grid_runs(tmp_path: Path) -> None:
+def test_compare_feeds_its_scratch_run_as_the_transferred_runs_and_reuses_finished_grid_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import yaml
 
     from tl_toolkit import Recipe
@@ -232,7 +233,10 @@ def test_compare_feeds_its_scratch_run_as_the_transferred_runs_and_reuses_finish
     for name in ("head-only", "scratch"):
         assert yaml.safe_load((tmp_path / "cmp" / name / "recipe.yaml").read_text())["backbone"]["options"] == taken
     first = sample_efficiency(recipe, ["head-only", "scratch"], [4], [0], tmp_path / "grid", quiet=True)
-    again = sample_efficiency(recipe, ["head-only", "scratch"], [4], [0], tmp_path / "grid", quiet=True)
+    capsys.readouterr()
+    again = sample_efficiency(recipe, ["head-only", "scratch"], [4], [0], tmp_path / "grid", quiet=False)
     assert again == first  # read back, not trained again: the resolved recipe matches the saved one
+    # said once, before the runs (which see the options as the recipe's own and print nothing of them)
+    assert capsys.readouterr().out.count("from the source run,") == 1
     scratch = tmp_path / "grid" / "size-4" / "seed-0" / "scratch" / "recipe.yaml"
     assert yaml.safe_load(scratch.read_text())["backbone"]["options"] == taken

@@ -357,7 +357,12 @@ def with_source_options(recipe: Recipe, quiet: bool) -> Recipe:
     For commands that derive several runs from one recipe (``tl compare``): resolved once, every
     run, the scratch one included, is fed the same way, as ``baselines: [scratch]`` is.
     """
-    return inherit_options(recipe, _resolve_source(recipe, quiet))[0] if recipe.backbone.init_from else recipe
+    if not recipe.backbone.init_from:
+        return recipe
+    recipe, taken = inherit_options(recipe, _resolve_source(recipe, quiet))
+    if taken and not quiet:  # said once here: the derived runs see them as the recipe's own
+        print(f"{recipe.name}: {taken_line(taken)}")
+    return recipe
 
 
 def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
