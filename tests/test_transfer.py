@@ -162,7 +162,10 @@ def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(
             assert yaml.safe_load((run / "recipe.yaml").read_text())["backbone"]["options"] == resolved
         assert json.loads((out / "summary.json").read_text())["inherited_options"] == taken
         shown = ", ".join(f"backbone.options.{k}={json.dumps(v)}" for k, v in taken.items())
-        assert f"{name}: from the source run, {shown} (set them in the recipe to choose)" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert f"{name}: from the source run, {shown} (set them in the recipe to choose)" in printed
+        # the run ends with its gain over scratch, or, at or below zero, with what it found
+        assert (f"{name}: transfer gain over scratch: " in printed) != ("Transfer did not help" in printed)
     # tl validate says beforehand what a run will take (the source run is finished).
     from tl_toolkit._cli import main
 
@@ -193,6 +196,15 @@ def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_
         "Taken from the source run and adjusted to this run's data: backbone.options.scale [1.0, 1.0], "
         "backbone.options.hflip 0.5.",
     ]
+
+
+def test_gain_text_gives_points_for_rising_scores_and_the_difference_for_falling_ones() -> None:
+    from tl_toolkit._transfer_check import gain_text
+
+    assert gain_text({"accuracy": 0.268, "f1_macro": -0.01}, {"accuracy": "max", "f1_macro": "max"},
+                     {"f1_macro": "macro-F1"}) == "+26.8 pt accuracy, -1.0 pt macro-F1"
+    assert gain_text({"mse": -0.125, "pearson": 0.05}, {"mse": "min", "pearson": "max"}) == (
+        "mse -0.125 (lower is better), +5.0 pt pearson")
 
 
 def test_far_drift_advice_warns_that_resized_images_may_need_the_full_rate() -> None:

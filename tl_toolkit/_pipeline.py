@@ -24,7 +24,7 @@ from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
 from ._run_files import MODEL_META, resolve_run_dir
-from ._transfer_check import DriftWatch, check_transfer, findings_lines
+from ._transfer_check import DriftWatch, check_transfer, findings_lines, gain_text
 from ._transfer_lr import transfer_rates
 from ._validate import validate
 
@@ -267,6 +267,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
             print(f"{recipe.name}: {scores} -> {out}")
             if findings:  # the last lines: what the run found, what to try (also in report.md)
                 print("\n".join(findings_lines(findings, markdown=False)))
+            for name, gain in summary.get("transfer_gain", {}).items() if not findings else ():
+                print(f"{recipe.name}: transfer gain over {name}: {gain_text(gain, task_plugin.metric_goals)}")
     accelerator.wait_for_everyone()
     return FinetuneResult(out, result.eval, summary, result.model, task.label_names)
 

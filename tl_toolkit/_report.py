@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._transfer_check import findings_lines, gain_text
+
 if TYPE_CHECKING:
     from ._recipe import Recipe
     from ._task_api import TaskPlugin
@@ -118,7 +120,7 @@ def write_report(
     plot_learning_curves(history, out / CURVES_PNG, identity)
     lines = [f"# {recipe.name}", "", _intro(summary), ""]
     lines += _source_lines(summary.get("source"))
-    lines += ["## Results", "", *_results_table(summary), ""]
+    lines += ["## Results", "", *_results_table(summary, task.metric_goals if task is not None else {}), ""]
     lines += _soup_lines(summary, history)
     if task is not None:
         lines += task.report_lines(outputs or {}, out, recipe.name)
@@ -179,7 +181,7 @@ def _soup_lines(summary: dict[str, Any], history: list[dict[str, Any]]) -> list[
     return lines
 
 
-def _results_table(summary: dict[str, Any]) -> list[str]:
+def _results_table(summary: dict[str, Any], goals: dict[str, str]) -> list[str]:
     ev = summary["eval"]
     lines = [
         f"| run | {' | '.join(_LABELS.get(k, k) for k in _scores(ev))} | eval loss | trainable params | total params "
@@ -190,11 +192,8 @@ def _results_table(summary: dict[str, Any]) -> list[str]:
     for name, base in summary.get("baselines", {}).items():
         lines.append(_row(f"baseline: {name}", base["eval"], base))
     for name, gain in summary.get("transfer_gain", {}).items():
-        gains = ", ".join(f"{value * 100:+.1f} pt {_LABELS.get(k, k)}" for k, value in gain.items())
-        lines += ["", f"**Transfer gain over {name}:** {gains}."]
+        lines += ["", f"**Transfer gain over {name}:** {gain_text(gain, goals, _LABELS)}."]
     if summary.get("transfer_check"):  # a gain at or below zero: what the run found, what to try
-        from ._transfer_check import findings_lines
-
         lines += ["", *findings_lines(summary["transfer_check"], markdown=True)[:-1]]
     return lines
 

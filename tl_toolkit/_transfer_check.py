@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._recipe import Recipe
     from ._transfer_lr import TransferRates
 
-__all__ = ["DriftWatch", "check_transfer", "findings_lines"]
+__all__ = ["DriftWatch", "check_transfer", "findings_lines", "gain_text"]
 
 #: A block whose weights changed by more than this share of their norm has left its starting point behind.
 FAR = 0.5
@@ -161,6 +161,13 @@ def _next_steps(findings: dict[str, Any], recipe: Recipe) -> list[str]:
         steps.append("Compare strategies on the same data with `tl compare RECIPE --strategies "
                      "head-only,lp-ft,full,scratch`.")
     return steps
+
+
+def gain_text(gain: dict[str, float], goals: dict[str, str], labels: dict[str, str] | None = None) -> str:
+    """A transfer gain as words: points for a score that rises, the plain difference for one that falls (MSE)."""
+    labels = labels or {}
+    return ", ".join(f"{labels.get(k, k)} {v:+.4g} (lower is better)" if goals.get(k) == "min"
+                     else f"{v * 100:+.1f} pt {labels.get(k, k)}" for k, v in gain.items())
 
 
 def findings_lines(findings: dict[str, Any], markdown: bool) -> list[str]:
