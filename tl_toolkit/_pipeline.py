@@ -267,8 +267,9 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
             print(f"{recipe.name}: {scores} -> {out}")
             if findings:  # the last lines: what the run found, what to try (also in report.md)
                 print("\n".join(findings_lines(findings, markdown=False)))
-            for name, gain in summary.get("transfer_gain", {}).items() if not findings else ():
-                print(f"{recipe.name}: transfer gain over {name}: {gain_text(gain, task_plugin.metric_goals)}")
+            else:
+                for name, gain in summary.get("transfer_gain", {}).items():
+                    print(f"{recipe.name}: transfer gain over {name}: {gain_text(gain, task_plugin.metric_goals)}")
     accelerator.wait_for_everyone()
     return FinetuneResult(out, result.eval, summary, result.model, task.label_names)
 

@@ -163,17 +163,22 @@ def _next_steps(findings: dict[str, Any], recipe: Recipe) -> list[str]:
     return steps
 
 
+def _change(value: float, lower_is_better: bool) -> str:
+    """One metric's gain: points for a score that rises, the plain difference for one that falls (MSE)."""
+    return f"{value:+.4g} (lower is better)" if lower_is_better else f"{value * 100:+.1f} pt"
+
+
 def gain_text(gain: dict[str, float], goals: dict[str, str], labels: dict[str, str] | None = None) -> str:
-    """A transfer gain as words: points for a score that rises, the plain difference for one that falls (MSE)."""
+    """A transfer gain as words, each metric under its ``labels`` name (:func:`_change`)."""
     labels = labels or {}
-    return ", ".join(f"{labels.get(k, k)} {v:+.4g} (lower is better)" if goals.get(k) == "min"
-                     else f"{v * 100:+.1f} pt {labels.get(k, k)}" for k, v in gain.items())
+    return ", ".join(f"{labels.get(k, k)} {_change(v, True)}" if goals.get(k) == "min"
+                     else f"{_change(v, False)} {labels.get(k, k)}" for k, v in gain.items())
 
 
 def findings_lines(findings: dict[str, Any], markdown: bool) -> list[str]:
     """The findings as report lines (``markdown``) or as the run's last printed lines."""
     metric, gain = findings["metric"], findings["gain"]
-    change = f"{gain:+.4g} (lower is better)" if findings.get("lower_is_better") else f"{gain * 100:+.1f} pt"
+    change = _change(gain, bool(findings.get("lower_is_better")))
     lines = [f"Transfer did not help: {metric} is {change} against the same recipe trained from scratch."]
     drift = findings["drift"]
     if drift:
