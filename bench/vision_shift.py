@@ -25,6 +25,7 @@ Prints one row per (contender, seed) and the mean transfer gain, and with
 ``bench/results/<date>-vision-shift-cpu.json``.
 
 Usage: python -m bench.vision_shift [--quick] [--seeds 0,1,2] [--only plain,tl] [--tl KEY=VALUE ...]
+                                   [--source KEY=VALUE ...]
        python -m bench.vision_shift --plot RESULTS.json CURVES.png
     --quick   2 epochs on 10 images per class (checks the script; figures not to quote)
     --work    where the image subsets and runs go (default /tmp/t23/vision-shift)
@@ -71,13 +72,13 @@ def subset_folder(data: Path, out: Path, per_class: int, eval_per_class: int) ->
     return out
 
 
-def train_source(data: Path, out: Path, per_class: int, epochs: int) -> tuple[Path, float]:
+def train_source(data: Path, out: Path, per_class: int, epochs: int, extra: list[str]) -> tuple[Path, float]:
     """The tl_toolkit source run (reused when ``out`` holds a finished one with the same settings)."""
     from tl_toolkit import finetune
 
     overrides = [f"data.train={data / 'train'}", f"data.eval={data / 'test'}", f"output_dir={out}",
                  f"data.max_train_per_class={per_class}", "data.max_eval_samples=500", f"train.epochs={epochs}",
-                 "train.num_workers=0"]
+                 "train.num_workers=0", *extra]
     stamp = out / "bench-settings.json"
     if (out / "summary.json").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == overrides:
         return out / "model", 0.0
@@ -265,6 +266,8 @@ def main() -> None:
     parser.add_argument("--eval-per-class", type=int, default=200)
     parser.add_argument("--source-per-class", type=int, default=600)
     parser.add_argument("--source-epochs", type=int, default=4)
+    parser.add_argument("--source", action="append", default=[], metavar="KEY=VALUE",
+                        help="override of the source run (its own folder; every contender transfers from it)")
     parser.add_argument("--tl", action="append", default=[], metavar="KEY=VALUE", help="override of the tl runs")
     parser.add_argument("--tag", default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -283,7 +286,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = args.work / ("quick" if args.quick else "full")
     folder = subset_folder(args.data, work / "data", args.per_class, args.eval_per_class)
-    source, source_seconds = train_source(args.data, work / "source", args.source_per_class, args.source_epochs)
+    source_dir = work / ("source-" + _slug("_".join(args.source)) if args.source else "source")
+    source, source_seconds = train_source(args.data, source_dir, args.source_per_class, args.source_epochs, args.source)
     print(f"source run: {source} ({source_seconds:.0f} s; 0 = reused)", flush=True)
     tag = args.tag or ("tl " + " ".join(args.tl) if args.tl else "tl")
     rows: list[dict[str, Any]] = []
