@@ -217,8 +217,8 @@ def test_far_drift_advice_warns_that_resized_images_may_need_the_full_rate() -> 
                 "lr": {"ratio": 1.0}, "preprocessing": []}
     same = _next_steps(findings, recipe)[0]
     assert same.endswith("lower train.backbone_lr_ratio (now 1) to 0.3, or train fewer epochs.")
-    resized = _next_steps({**findings, "preprocessing": ["data.image_size is 64 here and was 32 in the source run."]},
-                          recipe)[0]
+    resized = _next_steps({**findings, "resized": True,
+                           "preprocessing": ["data.image_size is 64 here and was 32 in the source run."]}, recipe)[0]
     assert resized.endswith("or train fewer epochs (the images changed size, and the backbone then often needs its "
                             "full rate to adapt: run both and compare).")
 

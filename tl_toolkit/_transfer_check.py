@@ -73,7 +73,9 @@ def check_transfer(recipe: Recipe, summary: dict[str, Any], history: list[dict[s
     findings["drift"] = watch.drift() if watch else {}
     findings["lead"] = _lead(history, out / "baselines" / "scratch" / "metrics.jsonl", metric, sign)
     findings["taken"] = summary.get("inherited_options", {})
-    findings["preprocessing"] = _preprocessing(recipe, backbone, source, findings["taken"])
+    meta = _source_meta(source)
+    findings["preprocessing"] = _preprocessing(recipe, backbone, source, meta, findings["taken"])
+    findings["resized"] = "image_size" in meta.get("data", {}) and meta["data"]["image_size"] != recipe.data.image_size
     findings["lr"] = {"head": recipe.train.lr, "transferred": recipe.train.lr * rates.ratio, "ratio": rates.ratio,
                       "layer_decay": recipe.strategy.options.get("layer_decay")}
     findings["next"] = _next_steps(findings, recipe)
@@ -93,17 +95,22 @@ def _lead(history: list[dict[str, Any]], scratch_log: Path, metric: str, sign: f
     return {"epochs": min(len(mine), len(theirs)), "led": led}
 
 
-def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | None,
+def _source_meta(source: SourceModel | None) -> dict[str, Any]:
+    """The source run's saved facts (its recipe's backbone and data sections); empty without a source."""
+    meta_file = source.directory / MODEL_META if source is not None else None
+    return json.loads(meta_file.read_text()) if meta_file is not None and meta_file.is_file() else {}
+
+
+def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | None, meta: dict[str, Any],
                    taken: dict[str, Any]) -> list[str]:
     """How this run feeds its inputs differently from the source run (one sentence each).
 
-    ``taken``: the options this run took from the source run (``Backbone.transfer_options``);
-    they are adjusted to this run's data on purpose, so they are listed apart (``findings["taken"]``).
+    ``meta``: the source run's saved facts (:func:`_source_meta`). ``taken``: the options this run
+    took from the source run (``Backbone.transfer_options``); they are adjusted to this run's data
+    on purpose, so they are listed apart (``findings["taken"]``).
     """
     if source is None:
         return []
-    meta_file = source.directory / MODEL_META
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     diffs = []
     src_data = meta.get("data", {})
     for key in ("image_size", "max_length"):
@@ -135,7 +142,7 @@ def _next_steps(findings: dict[str, Any], recipe: Recipe) -> list[str]:
     steps = []
     far = [b for b, d in findings["drift"].items() if d > FAR]
     ratio = findings["lr"]["ratio"]
-    resized = any(line.startswith("data.image_size ") for line in findings["preprocessing"])
+    resized = findings.get("resized", False)
     if far:
         steps.append(f"The transferred weights moved far from where they started ({', '.join(far)} changed by more "
                      f"than {FAR:.0%} of their norm): lower train.backbone_lr_ratio (now {ratio:g}) to "
