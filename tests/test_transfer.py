@@ -183,6 +183,27 @@ def test_an_image_target_takes_the_preprocessing_its_recipe_leaves_unset(
         "(set them in the recipe to choose)")
 
 
+def test_validate_previews_what_a_target_takes_from_a_source_recipe_not_yet_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from tl_toolkit._cli import main
+
+    data = {"format": "digits", "train": "train", "eval": "test"}
+    source = tmp_path / "src.yaml"
+    source.write_text(yaml.safe_dump({"name": "src", "output_dir": str(tmp_path / "src"), "backbone": {
+        "plugin": "resnet", "model": "resnet18", "pretrained": False, "options": {"hflip": 0.0, "scale": [0.2, 1.0]}},
+        "data": {**data, "image_size": 16}}))
+    target = tmp_path / "tgt.yaml"
+    target.write_text(yaml.safe_dump({"name": "tgt", "output_dir": str(tmp_path / "tgt"), "backbone": {
+        "plugin": "resnet", "model": "resnet18", "init_from": str(source)}, "data": {**data, "image_size": 32}}))
+    assert main(["validate", str(target)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"{target}: from the source run, backbone.options.scale=[0.8, 1.0], backbone.options.hflip=0.0 "
+        f"(set them in the recipe to choose)")
+    assert not (tmp_path / "src").exists()  # nothing was trained
+
+
 def test_no_gain_findings_list_the_options_taken_from_the_source_apart_from_the_differences() -> None:
     from tl_toolkit._transfer_check import findings_lines
 

@@ -41,6 +41,11 @@ def inherit_options(recipe: Recipe, source_dir: Path) -> tuple[Recipe, dict[str,
         theirs, their_data = BackboneConfig.model_validate(meta["backbone"]), DataConfig.model_validate(meta["data"])
     except (KeyError, TypeError, ValidationError):
         return recipe, {}
+    return _take(recipe, theirs, their_data)
+
+
+def _take(recipe: Recipe, theirs: BackboneConfig, their_data: DataConfig) -> tuple[Recipe, dict[str, Any]]:
+    """``recipe`` with what a source run of ``theirs`` on ``their_data`` offers it, and what it took."""
     if theirs.plugin != recipe.backbone.plugin:
         return recipe, {}
     backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
@@ -65,14 +70,18 @@ def taken_line(taken: dict[str, Any]) -> str:
 def source_options_preview(recipe: Recipe) -> dict[str, Any]:
     """The options a run of ``recipe`` would take from its ``init_from`` source, without training anything.
 
-    Empty when there is no source, or its run is not finished yet (``tl validate`` trains nothing).
+    A source recipe whose run is not finished yet offers what its own sections say (``tl validate``
+    trains nothing); empty when there is no source, or that source takes options from a source of its own.
     """
     value = recipe.backbone.init_from
     if not value:
         return {}
     path = Path(value)
     if path.suffix in (".yaml", ".yml"):
-        path = load_recipe(path).output_path
+        source = load_recipe(path)
+        path = source.output_path
+        if not (path / "model" / MODEL_META).is_file():
+            return {} if source.backbone.init_from else _take(recipe, source.backbone, source.data)[1]
     try:
         return inherit_options(recipe, resolve_run_dir(path))[1]
     except UserError:
