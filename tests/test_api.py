@@ -108,6 +108,38 @@ def test_finetune_keyword_override_with_a_typo_is_a_recipe_error(tmp_path: Path)
     assert not (tmp_path / "run").exists()
 
 
+def test_finetune_refuses_overrides_and_recipes_of_the_wrong_type_in_one_sentence(tmp_path: Path) -> None:
+    recipe = image_recipe(tmp_path / "run")
+    for args, expected in (
+        ((None,), "recipe: got NoneType None; give a recipe file's path, a dict of its sections, or a Recipe"),
+        ((recipe, "train.epochs=1"), "overrides: got the string 'train.epochs=1'; give a list of KEY=VALUE"),
+        ((recipe, [1]), "override 1: expected a KEY=VALUE string"),
+    ):
+        with pytest.raises(RecipeError) as err:
+            tl_toolkit.finetune(*args, quiet=True)
+        assert str(err.value).startswith(expected)
+    assert not (tmp_path / "run").exists()
+    # A dict of dotted keys works as the keyword overrides do.
+    assert tl_toolkit.load_recipe(recipe, {"train.epochs": 7, "train": {"lr": 0.5}}).train.model_dump(
+        include={"epochs", "lr"}) == {"epochs": 7, "lr": 0.5}
+
+
+def test_a_quiet_resume_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop(end: tl_toolkit.EpochEnd) -> None:
+        raise Stop
+
+    recipe = image_recipe(tmp_path / "run", data={"max_train_samples": 16, "max_eval_samples": 16})
+    with pytest.raises(Stop):
+        tl_toolkit.finetune(recipe, quiet=True, callbacks=[stop])
+    capsys.readouterr()
+    result = tl_toolkit.finetune(recipe, quiet=True, resume=True)
+    assert capsys.readouterr() == ("", "")  # not even the checkpoint it resumed from
+    assert len(eval_rows(tmp_path / "run")) == 2 and result.model is not None
+
+
 def test_finetune_recipe_built_in_code_and_its_yaml_reproduces_it(tmp_path: Path) -> None:
     out = tmp_path / "run"
     recipe = Recipe(
@@ -130,12 +162,14 @@ def test_finetune_recipe_built_in_code_and_its_yaml_reproduces_it(tmp_path: Path
     assert again.metrics == pytest.approx(result.metrics, rel=1e-5)
 
 
-def test_a_finished_run_is_replaced_only_when_asked(tmp_path: Path) -> None:
+def test_a_finished_run_is_replaced_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Refused without ``overwrite`` (every file as it was); replaced whole with it, stale files included.
 
     The CLI's refusal (exit 2, the whole sentence, byte-identical files) is the bad-input matrix's case
     ``run:finished run in output_dir``.
     """
+    import torch
+
     out = tmp_path / "run"
     small = {"max_train_samples": 16, "max_eval_samples": 16}
     first = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True)
@@ -156,6 +190,13 @@ def test_a_finished_run_is_replaced_only_when_asked(tmp_path: Path) -> None:
     assert len(eval_rows(out)) == 1  # the old run's metrics were replaced, not appended to
     assert yaml.safe_load((out / "recipe.yaml").read_text())["data"]["max_train_samples"] == 32
     assert not (out / "eval.json").exists()  # the old model's evaluation went with it
+
+    # resume=True on a finished run trains nothing, says so, and still returns the run's model.
+    again = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=bigger), resume=True)
+    assert again.metrics == second.metrics and again.model is not None
+    weights = [w.float() for w in (second.model.state_dict()["fc.weight"], again.model.state_dict()["fc.weight"])]
+    assert torch.equal(*weights)  # the saved model, not a fresh one
+    assert f"the run in {out} is already finished; nothing was trained" in capsys.readouterr().out
 
 
 # -- a finished source run: predict, load_model_dir, transfer --------------------------------

@@ -62,6 +62,11 @@ def test_new_plugin_refuses_bad_names_and_existing_folders(tmp_path: Path) -> No
     (tmp_path / "taken").mkdir()
     proc = run_tl("new-plugin", "taken", "--kind", "backbone", "--output", tmp_path)
     assert proc.returncode == 2 and "already exists" in proc.stderr
+    # A built-in's name: a second package registering it would turn both off.
+    proc = run_tl("new-plugin", "lora", "--kind", "strategy", "--output", tmp_path)
+    assert proc.returncode == 2 and "'lora' is already a strategy plugin (from tl-toolkit" in proc.stderr
+    assert not (tmp_path / "lora").exists()
+    assert run_tl("new-plugin", "lora", "--kind", "task", "--output", tmp_path).returncode == 0  # another group
 
 
 def test_scaffolded_backbone_passes_its_own_tests(tmp_path: Path) -> None:

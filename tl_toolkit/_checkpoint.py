@@ -92,15 +92,16 @@ class Checkpointer:
         self.accelerator, self.root, self.cfg = accelerator, root, cfg
         self.goals = goals or {}  # metric -> "max" | "min", from the task plugin
 
-    def resume(self) -> TrainState | None:
-        """Load the newest checkpoint into the prepared objects; None when there is none."""
+    def resume(self, quiet: bool = False) -> TrainState | None:
+        """Load the newest checkpoint into the prepared objects (said unless ``quiet``); None when there is none."""
         latest = latest_checkpoint(self.root)
         if latest is None:
             return None
         self.accelerator.load_state(str(latest))
         state = TrainState.read(latest)
         where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"epoch {state.epoch} done"
-        self.accelerator.print(f"Resuming from {latest} ({where} of {self.cfg.epochs}, step {state.step})")
+        if not quiet:
+            self.accelerator.print(f"Resuming from {latest} ({where} of {self.cfg.epochs}, step {state.step})")
         return state
 
     def save(self, state: TrainState, eval_metrics: dict[str, float] | None = None) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -166,7 +167,7 @@ def fit(
         ema = EmaWeights(train_step.trainable, cfg.ema)
         accelerator.register_for_checkpointing(ema)
     checkpoints = Checkpointer(accelerator, out_dir / "checkpoints", cfg, task.metric_goals)
-    state = (checkpoints.resume() if resume else None) or TrainState()
+    state = (checkpoints.resume(quiet) if resume else None) or TrainState()
     metrics_file = out_dir / "metrics.jsonl"
     if accelerator.is_main_process:
         # Rewritten from the checkpoint's history so a resumed run's log matches an uninterrupted one.
@@ -184,7 +185,7 @@ def fit(
     progress = _Progress(accelerator, quiet)
     watch = GradientWatch(accelerator.unwrap_model(model))
     # Adapters that get exactly zero gradient in the first steps are named (the watch ends by itself).
-    train_step.on_gradients = lambda: _warn_stuck(accelerator, recipe, watch.after_backward())
+    train_step.on_gradients = lambda: _warn_stuck(accelerator, recipe, watch.after_backward(), quiet)
     outputs: dict[str, Any] = {}
     evaluated = False
     history = state.history
@@ -262,9 +263,14 @@ def fit(
                      accelerator, best_checkpoint=state.best, soup=soup)
 
 
-def _warn_stuck(accelerator: Accelerator, recipe: Recipe, warning: str | None) -> None:
+def _warn_stuck(accelerator: Accelerator, recipe: Recipe, warning: str | None, quiet: bool) -> None:
+    """A strategy's weights that get no gradient: printed, or for a quiet run a Python warning (filterable)."""
     if warning and accelerator.is_main_process:
-        print(f"{recipe.name}: warning: strategy {recipe.strategy.plugin!r}: {warning}", file=sys.stderr, flush=True)
+        text = f"{recipe.name}: warning: strategy {recipe.strategy.plugin!r}: {warning}"
+        if quiet:
+            warnings.warn(text, UserWarning, stacklevel=2)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
 
 def _on_nonfinite(accelerator: Accelerator, cfg: Any, value: float, state: TrainState, root: Path) -> None:

@@ -97,7 +97,19 @@ def finetune(
         recipe, overrides = load_recipe(base, nested({k.replace('__', '.'): v for k, v in kwargs.items()})), None
     recipe = validate(recipe, overrides)  # every recipe problem before anything heavy loads
     quiet_libraries(quiet)
+    out = recipe.output_path
+    if _finished(out) and resume and not overwrite:  # nothing to continue: the finished run, its model loaded
+        if not quiet:
+            print(f"{recipe.name}: the run in {out} is already finished; nothing was trained (overwrite it to "
+                  f"train again)")
+        done = json.loads((out / "summary.json").read_text())
+        return FinetuneResult(out, done["eval"], done, load_model_dir(out / "model").model,
+                              done.get("label_names", []))
     return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
+
+
+def _finished(out: Path) -> bool:
+    return (out / "summary.json").is_file() and (out / "model").is_dir()
 
 
 def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -149,7 +161,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
     from ._engine import fit, make_accelerator
 
     out = recipe.output_path
-    if resume and (out / "summary.json").is_file() and (out / "model").is_dir() and not overwrite:
+    if _finished(out) and resume and not overwrite:
         done = json.loads((out / "summary.json").read_text())
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 

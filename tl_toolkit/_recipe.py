@@ -248,6 +248,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     problems = []
     for item in items:
+        if not isinstance(item, str):
+            problems.append(f"override {item!r}: expected a KEY=VALUE string, e.g. 'train.epochs=1'")
+            continue
         key, sep, raw = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             problems.append(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.epochs=1")
@@ -276,11 +279,9 @@ def nested(flat: dict[str, Any]) -> dict[str, Any]:
     """``{"train.lr": 1e-4}`` as ``{"train": {"lr": 1e-4}}``: dotted keys to the recipe's nesting."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        for part in reversed(str(key).split(".")):
+            value = {part: value}
+        out = apply_overrides(out, value)  # "train.lr" beside "train": {...} merge instead of replacing each other
     return out
 
 
@@ -363,10 +364,16 @@ def raw_recipe(
     elif isinstance(source, dict):
         data = dict(source)
         origin = f"recipe {data['name']!r}" if isinstance(data.get("name"), str) else "recipe"
-    else:
+    elif isinstance(source, (str, Path)):
         data, origin = read_yaml(source), str(source)
+    else:
+        raise RecipeError([f"recipe: got {type(source).__name__} {source!r}; give a recipe file's path, a dict of "
+                           f"its sections, or a Recipe"])
+    if isinstance(overrides, (str, bytes)):
+        raise RecipeError([f"overrides: got the string {overrides!r}; give a list of KEY=VALUE strings, "
+                           f"e.g. ['train.epochs=1'], or a dict such as {{'train.epochs': 1}}"])
     if overrides:
-        extra = parse_overrides(overrides) if isinstance(overrides, list) else overrides
+        extra = parse_overrides(list(overrides)) if not isinstance(overrides, dict) else nested(overrides)
         data = apply_overrides(_drop_other_plugin_options(data, extra), extra)
     return data, origin
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ._errors import UserError
 from ._plugin_api import PLUGIN_API_VERSION
-from ._registry import GROUPS
+from ._registry import GROUPS, registry
 from ._scaffold_task import TASK, TASK_TEST
 
 __all__ = ["new_plugin"]
@@ -318,6 +318,10 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
     module = "tl_" + name.replace("-", "_")
     if keyword.iskeyword(module):
         raise UserError(f"{name!r} gives the module name {module!r}, a Python keyword")
+    if name in registry.names(kind):
+        provider = next((i.dist for i in registry.all(kind, load=False) if i.name == name), "another package")
+        raise UserError(f"{name!r} is already a {kind} plugin (from {provider}); a second package registering it "
+                        f"would turn both off (`tl list` reports the clash): choose another name")
     root = parent / name
     if root.exists():
         raise UserError(f"{root} already exists; choose another name or remove it")
