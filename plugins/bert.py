@@ -436,7 +436,7 @@ class BertBackbone(Backbone):
 
         if fmt not in (None, "hf") or task.problem_type == "token_classification":
             return None  # ONNX graphs, and token heads (their card shows the Auto class and the pipeline)
-        return bert_usage(is_pooled(model_dir), self.data.max_length)
+        return bert_usage(is_pooled(model_dir), self.data.max_length, pairs=bool(self.data.text_pair_column))
 
     def adapters_load_plainly(self, model: nn.Module) -> bool:
         from tl_toolkit_plugins.bert_pooling import PooledClassifier

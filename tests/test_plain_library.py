@@ -101,6 +101,30 @@ def test_bert_card_code_predicts_like_tl_predict(strategy: str, pooling: str, se
         _compare(run, [str(sentences)], texts, f"bert export hf | {strategy} | {pooling}", exported / "README.md")
 
 
+@pytest.mark.parametrize("pooling", ["head", "mean"])
+def test_sentence_pair_card_code_predicts_like_tl_predict(pooling: str, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A run on pairs (``data.text_pair_column``): the card's ``predict`` takes ``(first, second)`` tuples."""
+    import csv
+    import itertools
+
+    rows = [ln.split("\t") for ln in (SST2 / "dev.tsv").read_text().splitlines()[1:]]
+    pairs = [(a[0], b[0], a[1]) for a, b in itertools.pairwise(rows)][:N_EXAMPLES + 32]
+    file = tmp_path / "pairs.csv"
+    with file.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("first", "second", "label"), *pairs])
+    data = {"format": "csv", "train": str(file), "eval": str(file), "text_column": "first",
+            "text_pair_column": "second", "max_train_samples": 32, "max_eval_samples": 8, "max_length": 48}
+    options = {} if pooling == "head" else {"pooling": pooling}
+    run = _train(tmp_path / f"pair-{pooling}", {"plugin": "bert", "model": str(tiny_bert_dir), "options": options},
+                 data, "full")
+    inputs = tmp_path / "inputs.csv"
+    with inputs.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("first", "second"), *(p[:2] for p in pairs[:N_EXAMPLES])])
+    _compare(run, [str(inputs)], [p[:2] for p in pairs[:N_EXAMPLES]], f"bert pairs | full | {pooling}")
+    assert 'print(predict([("A man is playing a guitar.", "Someone is making music."), (' in card_code(
+        run / "model" / "README.md")  # the card's own example is pairs
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_resnet_card_code_predicts_like_tl_predict(strategy: str, images: list[str], tmp_path: Path) -> None:
     data = {"format": "imagefolder", "train": str(CIFAR10 / "train"), "eval": str(CIFAR10 / "test"),

@@ -198,6 +198,7 @@ def test_regression_learns_the_target(tmp_path: Path, tiny_bert_dir: Path) -> No
     assert metrics["mse"] < variance, (metrics, variance)
     report = (result.output_dir / "report.md").read_text()
     assert f"| {metrics['mse']:.4f} | {metrics['pearson']:.4f} |" in report
+    assert "(strategy **full**) to predict score." in (result.model_dir / "README.md").read_text()
 
 
 def test_objective_class_weights() -> None:

@@ -242,6 +242,21 @@ def test_run_reports_entity_metrics_and_saves_a_plain_transformers_model(ner_run
     model = namespace["model"]
     assert type(model).__name__ == "BertForTokenClassification"
     assert model.config.id2label[0] == "O" and model.config.num_labels == len(summary["label_names"])
+    _card_pipeline_matches_predict(ner_run, namespace)
+
+
+def _card_pipeline_matches_predict(run: Path, namespace: dict) -> None:
+    """The card's ``ner`` pipeline gives tl predict's entities on the card's own example lines."""
+    import ast
+
+    code = card_code(run / "model" / "README.md")
+    lines = ast.literal_eval(code.split("print(ner(")[1].rsplit("))", 1)[0])
+    text = run.parent / "card-lines.txt"
+    text.write_text("\n".join(lines) + "\n")
+    for row, theirs in zip(predict(run, [text]), namespace["ner"](lines), strict=True):
+        assert [(e["type"], e["start"], e["end"]) for e in row["entities"]] == [
+            (t["entity_group"], t["start"], t["end"]) for t in theirs]
+        assert [e["score"] for e in row["entities"]] == pytest.approx([float(t["score"]) for t in theirs], abs=1e-5)
 
 
 def test_eval_verb_matches_the_run(ner_run: Path) -> None:
@@ -327,6 +342,16 @@ def test_strategies_train_a_token_head(strategy: str, tiny_ner_dir: Path, tmp_pa
     assert set(result.metrics) == {"f1", "precision", "recall", "accuracy", "loss"}
     tags = predict(result.output_dir, [_lines(tmp_path, SENTENCES[:1])])
     assert isinstance(tags[0]["entities"], list)
+    import torch
+
+    namespace: dict = {}
+    with weights_must_fit(f"the {strategy} NER model card's code"):
+        exec(card_code(result.model_dir / "README.md"), namespace)
+    assert ("PeftModel" in card_code(result.model_dir / "README.md")) == (strategy == "lora")
+    batch = namespace["tokenizer"](SENTENCES[:2], padding=True, return_tensors="pt")
+    with torch.no_grad():  # the trained adapters and head, not a fresh head on the base model
+        torch.testing.assert_close(namespace["model"](**batch).logits, result.model.eval()(**batch).logits)
+    _card_pipeline_matches_predict(result.output_dir, namespace)
 
 
 def test_distill_and_init_from_a_sentence_classifier(ner_run: Path, tiny_ner_dir: Path, tmp_path: Path) -> None:

@@ -172,12 +172,32 @@ def usage_section(model_dir: Path, backbone: Backbone, label_names: list[str], h
     saved = model_dir / "base" if adapters else model_dir
     usage = backbone.usage(saved, Task(label_names, head))
     library = "peft" if adapters else (usage.library if usage else backbone.library)
-    if usage is None and library == "transformers":  # no tested snippet: the Auto class of the saved architecture
-        auto = _auto_class(saved)
-        return library, ["```python", f"from transformers import {auto}, AutoTokenizer", "",
-                         f'model = {auto}.from_pretrained("{saved}")',
-                         f'tokenizer = AutoTokenizer.from_pretrained("{saved}")', "```", ""]
+    if usage is None and backbone.library == "transformers":  # no tested snippet of the backbone's own
+        return library, _auto_snippet(saved, model_dir if adapters else None)
     return library, usage_markdown(usage, saved, head, model_dir if adapters else None)
+
+
+def _auto_snippet(saved: Path, adapters: Path | None) -> list[str]:
+    """The Auto class of the saved architecture; a token tagger's also gets the pipeline that equals tl predict.
+
+    ``aggregation_strategy="first"`` reads each word's tag from its first sub-token, as training
+    labels them, and groups B-/I- tags into entities with tl predict's types, offsets and scores.
+    """
+    auto = _auto_class(saved)
+    token = auto == "AutoModelForTokenClassification"
+    lines = ["```python", f"from transformers import {auto}, AutoTokenizer" + (", pipeline" if token else "")]
+    if adapters is not None:
+        lines.append("from peft import PeftModel")
+    lines += ["", f'model = {auto}.from_pretrained("{saved}")']
+    if adapters is not None:  # the adapters and the trained head, merged into the base model
+        lines.append(f'model = PeftModel.from_pretrained(model, "{adapters}").merge_and_unload()')
+    lines.append(f'tokenizer = AutoTokenizer.from_pretrained("{saved}")')
+    if token:
+        lines += ["", "# The entities tl predict prints for a line of text (types, character offsets, scores):",
+                  'ner = pipeline("token-classification", model=model, tokenizer=tokenizer, '
+                  'aggregation_strategy="first")',
+                  'print(ner(["George Washington went to Washington .", "The EU rejects German call ."]))']
+    return [*lines, "```", ""]
 
 
 def _auto_class(model_dir: Path) -> str:
@@ -205,11 +225,14 @@ def write_model_card(
     tag = task.pipeline_tag(backbone.modality) if task else _PIPELINE_TAGS.get(backbone.modality, "classification")
 
     ev = summary["eval"]
+    names = summary["label_names"]
+    listed = f"{', '.join(names[:20])}{', ...' if len(names) > 20 else ''}"
+    goal = (f"to predict {listed}" if head == "regression"
+            else f"to {'tag' if head == 'token_classification' else 'classify'} {len(names)} "
+                 f"label{'' if len(names) == 1 else 's'}: {listed}")
     body = [
         f"# {recipe.name}", "",
-        f"{summary['backbone']} fine-tuned with tl_toolkit (strategy **{summary['strategy']}**) to classify "
-        f"{len(summary['label_names'])} labels: {', '.join(summary['label_names'][:20])}"
-        f"{', ...' if len(summary['label_names']) > 20 else ''}.", "",
+        f"{summary['backbone']} fine-tuned with tl_toolkit (strategy **{summary['strategy']}**) {goal}.", "",
         "## Results", "",
         f"On {summary['num_eval_examples']} held-out examples: "
         f"{', '.join(f'{k} **{v:.4f}**' for k, v in ev.items() if k != 'loss')}, loss {ev['loss']:.4f}. "
