@@ -30,7 +30,7 @@ class LpFtOptions(BaseModel):
 
 
 class LpFtStrategy(Strategy):
-    """Linear probe for ``probe_epochs``, then fine-tune everything from the probed head."""
+    """A linear probe for the first probe_epochs, then fine-tune everything from the probed head."""
 
     options_model = LpFtOptions
 

@@ -140,6 +140,16 @@ def test_a_quiet_resume_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(eval_rows(tmp_path / "run")) == 2 and result.model is not None
 
 
+def test_validate_recipe_checks_plugins_and_files_as_tl_validate_does(tmp_path: Path) -> None:
+    recipe = image_recipe(tmp_path / "run", strategy={"plugin": "lorra"}, data={"format": "csv", "train": "nope.csv"})
+    with pytest.raises(RecipeError) as err:
+        tl_toolkit.validate_recipe(recipe)
+    assert any("Did you mean 'lora'?" in p for p in err.value.problems)
+    assert any("nope.csv" in p for p in err.value.problems)  # every problem at once
+    assert tl_toolkit.validate_recipe(image_recipe(tmp_path / "run")).name == "api"
+    assert {"finetune", "predict", "validate_recipe"} <= set(dir(tl_toolkit))  # lazy names complete too
+
+
 def test_finetune_recipe_built_in_code_and_its_yaml_reproduces_it(tmp_path: Path) -> None:
     out = tmp_path / "run"
     recipe = Recipe(

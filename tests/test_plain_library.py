@@ -121,6 +121,7 @@ def test_sentence_pair_card_code_predicts_like_tl_predict(pooling: str, tiny_ber
     with inputs.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("first", "second"), *(p[:2] for p in pairs[:N_EXAMPLES])])
     _compare(run, [str(inputs)], [p[:2] for p in pairs[:N_EXAMPLES]], f"bert pairs | full | {pooling}")
+    assert predict(run, examples=[p[:2] for p in pairs[:5]]) == predict(run, [str(inputs)])[:5]
     assert 'print(predict([("A man is playing a guitar.", "Someone is making music."), (' in card_code(
         run / "model" / "README.md")  # the card's own example is pairs
 

@@ -54,6 +54,25 @@ def test_predict_reads_text_csv_and_jsonl_alike(text_run: Path, tmp_path: Path) 
     assert [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()] == from_txt
 
 
+def test_python_predict_takes_in_memory_texts_and_a_loaded_model(text_run: Path, tmp_path: Path) -> None:
+    from tl_toolkit import UserError, load_model_dir, predict
+
+    sentences = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate clichés"]
+    (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n")
+    from_file = predict(text_run, [tmp_path / "in.txt"], top_k=2)
+    loaded = load_model_dir(text_run)  # loaded once, predicted with twice
+    assert predict(loaded, examples=sentences, top_k=2) == from_file
+    assert predict(loaded, examples=sentences[:1], top_k=2) == from_file[:1]
+    for kwargs, expected in (
+        ({"inputs": str(tmp_path / "in.txt")}, "inputs: got the single str"),
+        ({"inputs": [tmp_path / "in.txt"], "examples": sentences}, "not both"),
+        ({}, "not neither"),
+        ({"examples": [("a", "b")]}, "examples[0]: got tuple ('a', 'b'); this model reads a string"),
+    ):
+        with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            predict(loaded, **kwargs)
+
+
 def test_predict_errors_name_the_problem(text_run: Path, tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id,review\n1,fine\n")
     cases = [

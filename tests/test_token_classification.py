@@ -322,6 +322,9 @@ def test_predict_words_column_gives_per_word_tags(ner_run: Path, tmp_path: Path)
     [row] = predict(ner_run, [rows])
     names = json.loads((ner_run / "summary.json").read_text())["label_names"]
     assert len(row["tags"]) == len(SENTENCES[0].split()) and set(row["tags"]) <= set(names)
+    # From Python, the same words as a list, and the line as a string, without files.
+    assert predict(ner_run, examples=[SENTENCES[0].split()]) == [row]
+    assert predict(ner_run, examples=SENTENCES[:2]) == predict(ner_run, [_lines(tmp_path, SENTENCES[:2])])
 
 
 def test_onnx_export_matches_pytorch(ner_run: Path) -> None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._predict import predict
     from ._report import plot_confusion_matrix
     from ._sweep import SweepResult, sweep
+    from ._validate import validate_recipe
 
 __all__ = [
     "HEAD_KINDS",
@@ -78,6 +79,7 @@ __all__ = [
     "sweep",
     "train_only",
     "undecoded",
+    "validate_recipe",
 ]
 
 _LAZY = {
@@ -93,6 +95,7 @@ _LAZY = {
     "predict": "._predict",
     "sweep": "._sweep",
     "SweepResult": "._sweep",
+    "validate_recipe": "._validate",
 }
 
 
@@ -109,3 +112,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'tl_toolkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))  # the lazy names too, for tab completion

@@ -37,7 +37,15 @@ __all__ = ["FinetuneResult", "LoadedModel", "finetune", "load_model_dir", "resol
 
 @dataclass
 class FinetuneResult:
-    """What :func:`finetune` returns."""
+    """What :func:`finetune` returns.
+
+    Attributes:
+        output_dir: the run's folder (``recipe.yaml``, ``summary.json``, ``model/``, ``report.md`` ...).
+        metrics: the final model's held-out metrics (``summary.json``'s ``eval``), e.g. accuracy, f1_macro, loss.
+        summary: all of ``summary.json``.
+        model: the trained model, in eval mode (peft-wrapped for LoRA-family strategies).
+        label_names: the label of each output, in order.
+    """
 
     output_dir: Path  # where recipe.yaml, summary.json, model/ ... were written
     metrics: dict[str, float]  # held-out metrics of the final model: accuracy, f1_macro, loss

@@ -13,7 +13,7 @@ from ._pipeline import LoadedModel, load_model_dir
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["predict", "read_inputs"]
+__all__ = ["predict", "read_examples", "read_inputs"]
 
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -80,15 +80,57 @@ def read_inputs(paths: Sequence[str | Path], loaded: LoadedModel, column: str | 
     return ds, shown
 
 
+def read_examples(examples: Sequence[Any], loaded: LoadedModel) -> tuple[datasets.Dataset, list[str]]:
+    """In-memory examples of a text model as the dataset :func:`read_inputs` makes from files.
+
+    Each example is a string, a ``(first, second)`` pair for a model trained on sentence pairs, or
+    a list of words for a token tagger that should tag given words.
+
+    Raises:
+        UserError: an example of another shape, or examples for an image model (give its files).
+    """
+    import datasets
+
+    data = loaded.backbone.data
+    if loaded.backbone.modality != "text":
+        raise UserError(f"examples: this is a {loaded.backbone.modality} model; give its inputs as files "
+                        f"(predict(run, [path, ...]))")
+    pair = data.text_pair_column
+    rows: dict[str, list[Any]] = {data.text_column: [], **({pair: []} if pair else {})}
+    for i, example in enumerate(examples):
+        if pair and isinstance(example, (tuple, list)) and len(example) == 2 and all(
+                isinstance(x, str) for x in example):
+            rows[data.text_column].append(example[0])
+            rows[pair].append(example[1])
+        elif not pair and (isinstance(example, str) or (isinstance(example, list) and example and all(
+                isinstance(x, str) for x in example))):
+            rows[data.text_column].append(example)
+        else:
+            wanted = "a (first, second) pair of strings" if pair else "a string (or a list of words)"
+            raise UserError(f"examples[{i}]: got {type(example).__name__} {example!r:.60}; this model reads "
+                            f"{wanted} per example")
+    shown = [" ".join(v) if isinstance(v, list) else v for v in rows[data.text_column]]
+    return datasets.Dataset.from_dict(rows), shown
+
+
 def predict(
-    run_dir: str | Path,
-    inputs: Sequence[str | Path],
+    run_dir: str | Path | LoadedModel,
+    inputs: Sequence[str | Path] = (),
     *,
+    examples: Sequence[Any] | None = None,
     column: str | None = None,
     batch_size: int = 64,
     top_k: int = 1,
 ) -> list[dict[str, Any]]:
-    """Predict with a finished run on the examples in ``inputs``.
+    """Predict with a finished run on the files in ``inputs``, or on in-memory ``examples``.
+
+    Args:
+        run_dir: a finished run's directory (or its ``model/``), or what :func:`load_model_dir`
+            returned for it, to predict many times without loading it again.
+        inputs: files, as ``tl predict`` takes them: text files (one example a line), CSV/TSV/JSONL/
+            Parquet tables (``column``: the text column, default the recipe's), images or folders of them.
+        examples: instead of files, for text models: strings, ``(first, second)`` pairs for a model
+            trained on sentence pairs, or lists of words for a token tagger.
 
     Returns:
         One dict per example: ``input`` and the task's answer. Classification: ``label``, ``score``
@@ -102,10 +144,16 @@ def predict(
     import torch
     from torch.utils.data import DataLoader
 
-    loaded = load_model_dir(run_dir)
+    if isinstance(inputs, (str, Path)):
+        raise UserError(f"inputs: got the single {type(inputs).__name__} {str(inputs)!r:.60}; give a list of files "
+                        f"([path, ...]), or examples=[text, ...] for in-memory texts")
+    if (examples is None) == (not inputs):
+        raise UserError("predict: give either inputs (a list of files) or examples (a list of texts), "
+                        "not " + ("both" if examples is not None else "neither"))
+    loaded = run_dir if isinstance(run_dir, LoadedModel) else load_model_dir(run_dir)
     task = loaded.task
     assert task is not None  # load_model_dir sets it up
-    ds, shown = read_inputs(inputs, loaded, column)
+    ds, shown = read_examples(examples, loaded) if examples is not None else read_inputs(inputs, loaded, column)
     raw = task.prediction_inputs(ds, loaded.backbone)
     examples = raw.to_list()
     private = [c for c in raw.column_names if c.startswith("_")]

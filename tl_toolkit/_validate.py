@@ -21,7 +21,7 @@ from ._tasks import task_problems
 from ._trackers import tracker_problems
 from ._weights import weights_folder_problems
 
-__all__ = ["check_recipe", "validate"]
+__all__ = ["check_recipe", "validate", "validate_recipe"]
 
 
 def check_recipe(recipe: Recipe) -> list[str]:
@@ -155,3 +155,7 @@ def validate(
     if problems:
         raise RecipeError([f"{origin}: {p}" for p in problems])
     return recipe
+
+
+#: The public name (``tl_toolkit.validate_recipe``): what ``tl validate`` checks, from Python.
+validate_recipe = validate
