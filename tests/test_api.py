@@ -135,7 +135,14 @@ def test_a_quiet_resume_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(Stop):
         tl_toolkit.finetune(recipe, quiet=True, callbacks=[stop])
     capsys.readouterr()
-    result = tl_toolkit.finetune(recipe, quiet=True, resume=True)
+    import transformers
+
+    transformers.logging.set_verbosity_info()  # the caller's own setting
+    try:
+        result = tl_toolkit.finetune(recipe, quiet=True, resume=True)
+        assert transformers.logging.get_verbosity() == transformers.logging.INFO  # given back after the run
+    finally:
+        transformers.logging.set_verbosity_warning()
     assert capsys.readouterr() == ("", "")  # not even the checkpoint it resumed from
     assert len(eval_rows(tmp_path / "run")) == 2 and result.model is not None
 

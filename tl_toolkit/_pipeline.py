@@ -98,22 +98,22 @@ def finetune(
         RecipeError: the recipe does not validate (every problem listed).
         UserError: a data, model or output-directory problem.
     """
-    from ._quiet import quiet_libraries
+    from ._quiet import libraries_quieted
 
     if kwargs:
         base = load_recipe(recipe, overrides)
         recipe, overrides = load_recipe(base, nested({k.replace('__', '.'): v for k, v in kwargs.items()})), None
     recipe = validate(recipe, overrides)  # every recipe problem before anything heavy loads
-    quiet_libraries(quiet)
-    out = recipe.output_path
-    if _finished(out) and resume and not overwrite:  # nothing to continue: the finished run, its model loaded
-        if not quiet:
-            print(f"{recipe.name}: the run in {out} is already finished; nothing was trained (overwrite it to "
-                  f"train again)")
-        done = json.loads((out / "summary.json").read_text())
-        return FinetuneResult(out, done["eval"], done, load_model_dir(out / "model").model,
-                              done.get("label_names", []))
-    return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
+    with libraries_quieted(quiet):  # the caller's logging settings come back afterwards
+        out = recipe.output_path
+        if _finished(out) and resume and not overwrite:  # nothing to continue: the finished run, its model loaded
+            if not quiet:
+                print(f"{recipe.name}: the run in {out} is already finished; nothing was trained (overwrite it to "
+                      f"train again)")
+            done = json.loads((out / "summary.json").read_text())
+            return FinetuneResult(out, done["eval"], done, load_model_dir(out / "model").model,
+                                  done.get("label_names", []))
+        return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
 
 
 def _finished(out: Path) -> bool:
