@@ -148,6 +148,8 @@ class ResNetBackbone(Backbone):
         if self.data.image_size:
             # Small images: resize the whole image, no centre crop that would cut the object.
             cfg.update(input_size=(3, self.data.image_size, self.data.image_size), crop_pct=1.0)
+            # The model in memory says so too, as the saved one does: timm's resolve_data_config(model=...) agrees.
+            model.pretrained_cfg = {**model.pretrained_cfg, "input_size": cfg["input_size"], "crop_pct": 1.0}
         self.data_config = cfg
         opts = self.options
         self.eval_transform = create_transform(**cfg, is_training=False)

@@ -96,6 +96,10 @@ def test_finetune_dict_with_keyword_overrides(tmp_path: Path, style: str) -> Non
     assert summary["num_train_examples"] == 64 and summary["num_eval_examples"] == 32
     assert isinstance(result.model, nn.Module)
     assert result.model.get_classifier().out_features == 10
+    from timm.data import resolve_data_config
+
+    # The model in memory knows its input size, as the saved one does.
+    assert resolve_data_config({}, model=result.model)["input_size"] == (3, 32, 32)
     assert result.label_names == DIGITS == summary["label_names"]
     assert result.model_dir == out / "model" and (out / "model" / "model.safetensors").is_file()
     assert recipe["train"]["epochs"] == 2  # the caller's dict is not modified
