@@ -128,6 +128,36 @@ def test_finetune_refuses_overrides_and_recipes_of_the_wrong_type_in_one_sentenc
         include={"epochs", "lr"}) == {"epochs": 7, "lr": 0.5}
 
 
+def test_an_overwrite_that_does_not_finish_puts_the_previous_run_back(tmp_path: Path) -> None:
+    """--overwrite sets the finished run aside and deletes it only once the new one finishes (``_replace``)."""
+    out = tmp_path / "run"
+    small = {"max_train_samples": 16, "max_eval_samples": 16}
+    tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True)
+    (out / "export").mkdir()
+    (out / "export" / "x.txt").write_text("derived from the old model")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def interrupt(end: tl_toolkit.EpochEnd) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as stopped:  # Ctrl-C after the new run's first epoch
+        tl_toolkit.finetune(image_recipe(out, train={"epochs": 2}, data=small), quiet=True, overwrite=True,
+                            callbacks=[interrupt])
+    assert stopped.value.__notes__ == [f"the previous run in {out} is back as it was"]
+    def fail(end: tl_toolkit.EpochEnd) -> None:
+        raise ValueError("a failure only training meets")
+
+    with pytest.raises(ValueError, match="only training"):
+        tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True, overwrite=True,
+                            callbacks=[fail])
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data={**small, "max_train_samples": 32}), quiet=True,
+                        overwrite=True)
+    assert not (out / ".previous-run").exists() and not (out / "export").exists()  # the old model's export went too
+    assert json.loads((out / "summary.json").read_text())["num_train_examples"] == 32
+
+
 def test_a_quiet_resume_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     class Stop(Exception):
         pass

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, tiny_text_recipe
 
-from tl_toolkit import finetune
+from tl_toolkit import UserError, finetune
 from tl_toolkit._cli import main
 
 
@@ -73,3 +73,14 @@ def test_a_run_whose_tensors_all_learn_says_nothing_and_merge_lora_without_adapt
     code = main(["export", str(tmp_path / "run"), "--format", "hf", "--merge-lora", "--output", str(tmp_path / "y")])
     assert code == 0 and "LoRA merged" in capsys.readouterr().out
     assert json.loads((tmp_path / "y" / "export.json").read_text())["merged_lora"] is True
+
+
+def test_a_model_whose_eval_loss_is_not_a_number_stops_the_run(tmp_path: Path) -> None:
+    """Finite training losses, a diverged model: the run stops in one sentence instead of writing NaN as JSON."""
+    recipe = _digits_lora(tmp_path / "run")
+    # One step: its loss is computed before the update that ruins the weights.
+    recipe["strategy"], recipe["train"] = {"plugin": "full"}, {"epochs": 1, "batch_size": 16, "lr": 1e12}
+    with pytest.raises(UserError, match=r"the eval loss is nan after epoch 1: the model diverged; .* Lower train.lr "
+                                        r"\(now 1e\+12\)"):
+        finetune(recipe, quiet=True)
+    assert not (tmp_path / "run" / "summary.json").exists()

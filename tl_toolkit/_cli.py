@@ -160,15 +160,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A user's file or folder that cannot be read or written: the path and the cause are the message.
         print(f"tl {args.command}: error: {os_error_message(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"tl {args.command}: interrupted; `tl {'sweep' if args.command == 'sweep' else 'run'} RECIPE "
-              f"--resume` continues it", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        notes = getattr(e, "__notes__", [])
+        then = notes[0] if notes else _INTERRUPTED.get(args.command, "nothing was written")
+        print(f"tl {args.command}: interrupted; {then}", file=sys.stderr)
         return 130
     except Exception:
         from ._crash import report_internal_error
 
         report_internal_error(f"tl {args.command}", argv if argv is not None else sys.argv[1:])
         return 1
+
+
+#: What a Ctrl-C leaves, by verb (the others write their files only once they are complete).
+_INTERRUPTED = {"run": "`tl run RECIPE --resume` continues it", "sweep": "`tl sweep RECIPE --resume` continues it",
+                "compare": "run the same command again to continue: its finished runs are read back"}
 
 
 def _stdout_closed() -> int:

@@ -9,6 +9,7 @@ story of a run around it: train an epoch, evaluate, log, checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 import warnings
@@ -236,6 +237,8 @@ def fit(
         with ema.applied() if ema is not None else nullcontext():
             eval_metrics = evaluate(model, eval_loader, backbone, accelerator, task, outputs)
         evaluated = True
+        if not math.isfinite(eval_metrics.get("loss", 0.0)):  # before its checkpoint: the last good one stays newest
+            _on_nonfinite_eval(cfg, eval_metrics["loss"], epoch + 1, checkpoints.root)
         epoch_train_loss = state.epoch_loss / max(state.epoch_batches, 1)
         log({"kind": "eval", "step": state.step, "epoch": epoch + 1, "train_loss": epoch_train_loss,
              "eval": eval_metrics, "seconds": round(time.perf_counter() - epoch_started, 3)})
@@ -286,6 +289,14 @@ def _on_nonfinite(accelerator: Accelerator, cfg: Any, value: float, state: Train
         f"train: the loss became {value} at {where}; stopped, {kept}. Lower train.lr (now {cfg.lr}), "
         f"set train.max_grad_norm, or set train.skip_nonfinite=true to skip such steps"
     )
+
+
+def _on_nonfinite_eval(cfg: Any, value: float, epoch: int, root: Path) -> None:
+    """A model whose held-out loss is not a number diverged, although its training losses were finite."""
+    last = latest_checkpoint(root)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise UserError(f"train: the eval loss is {value} after epoch {epoch}: the model diverged; stopped, {kept}. "
+                    f"Lower train.lr (now {cfg.lr:g})")
 
 
 class _Progress:

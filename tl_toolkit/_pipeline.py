@@ -23,6 +23,7 @@ from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
+from ._replace import PreviousRun
 from ._run_files import MODEL_META, resolve_run_dir
 from ._transfer_check import DriftWatch, check_transfer, findings_lines, gain_text
 from ._transfer_lr import transfer_rates
@@ -143,32 +144,38 @@ def _started(out: Path) -> bool:
     return (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
 
 
-_RUN_FILES = ("model", "checkpoints", "baselines", "summary.json", "metrics.jsonl", "report.md", "recipe.yaml",
-              "learning_curves.png", "eval.json", "confusion_matrix.png", "trackers")
-
-
-def _claim_output_dir(out: Path, overwrite: bool) -> None:
-    """Create ``out`` and, with --overwrite, remove the previous run's files: called only once every check that
+def _claim_output_dir(out: Path, previous: PreviousRun | None) -> None:
+    """Create ``out`` and, with --overwrite, set the previous run's files aside: called only once every check that
     can run before training has passed, so a bad input leaves the previous run (or no folder) as it was."""
     from ._paths import make_output_dir
 
-    if overwrite:
-        for name in _RUN_FILES:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+    if previous is not None:
+        previous.set_aside()
     make_output_dir("output_dir", out)
 
 
 def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
          callbacks: Sequence[EpochCallback] = ()) -> FinetuneResult:
+    """One run; under --overwrite the previous run is put back unless the new one finishes (``_replace``)."""
+    previous = PreviousRun(recipe.output_path) if overwrite else None
+    try:
+        result = _train_run(recipe, resume=resume, previous=previous, quiet=quiet, callbacks=callbacks)
+    except BaseException as e:
+        if previous is not None and previous.restore():
+            e.add_note(f"the previous run in {recipe.output_path} is back as it was")  # the CLI's Ctrl-C line says it
+        raise
+    if previous is not None:
+        previous.discard()
+    return result
+
+
+def _train_run(recipe: Recipe, *, resume: bool, previous: PreviousRun | None, quiet: bool,
+               callbacks: Sequence[EpochCallback]) -> FinetuneResult:
     from accelerate.utils import set_seed
 
     from ._engine import fit, make_accelerator
 
-    out = recipe.output_path
+    out, overwrite = recipe.output_path, previous is not None
     if _finished(out) and resume and not overwrite:
         done = json.loads((out / "summary.json").read_text())
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
@@ -214,7 +221,7 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         if taken:
             accelerator.print(f"{recipe.name}: {taken_line(taken)}")
     if accelerator.is_main_process:  # once data, model and strategy are known good: a bad input changes nothing
-        _claim_output_dir(out, overwrite)
+        _claim_output_dir(out, previous)
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
     accelerator.wait_for_everyone()
     from ._feature_cache import use_cached_features
