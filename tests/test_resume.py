@@ -112,7 +112,7 @@ def _kill_after_batch(n: int) -> Callable[[], None]:
 
 def _tl(tmp_path: Path, recipe: Path, *flags: str, kill_after: int | None = None) -> tuple[int, str]:
     log = tmp_path / f"tl-{len(list(tmp_path.glob('tl-*.log')))}.log"
-    return tl_in_child(["run", str(recipe), "-q", *flags], tmp_path, log,
+    return tl_in_child(["run", str(recipe), *flags], tmp_path, log,
                        before=_kill_after_batch(kill_after) if kill_after else None)
 
 

@@ -140,8 +140,13 @@ def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _started(out: Path) -> bool:
-    """Whether ``out`` holds a run that began training (killed before its first checkpoint included)."""
-    return (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
+    """Whether ``out`` holds a run that began training (killed before its first checkpoint included).
+
+    A run that stopped before it logged a step (a bad value found by its first batch) left nothing
+    worth continuing: its empty ``metrics.jsonl`` does not count, and the next run simply starts.
+    """
+    log = out / "metrics.jsonl"
+    return (out / "checkpoints").is_dir() or (log.is_file() and log.stat().st_size > 0)
 
 
 def _claim_output_dir(out: Path, previous: PreviousRun | None) -> None:
@@ -156,26 +161,34 @@ def _claim_output_dir(out: Path, previous: PreviousRun | None) -> None:
 
 def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
          callbacks: Sequence[EpochCallback] = ()) -> FinetuneResult:
-    """One run; under --overwrite the previous run is put back unless the new one finishes (``_replace``)."""
-    previous = PreviousRun(recipe.output_path) if overwrite else None
+    """One run; under --overwrite the previous run is put back unless the new one finishes (``_replace``).
+
+    A new run that stops before its first checkpoint leaves nothing behind: there is nothing to resume.
+    """
+    from ._checkpoint import latest_checkpoint
+
+    out = recipe.output_path
+    previous = PreviousRun(out, replace=overwrite) if overwrite or not resume else None
     try:
-        result = _train_run(recipe, resume=resume, previous=previous, quiet=quiet, callbacks=callbacks)
+        result = _train_run(recipe, resume=resume, overwrite=overwrite, previous=previous, quiet=quiet,
+                            callbacks=callbacks)
     except BaseException as e:
-        if previous is not None and previous.restore():
-            e.add_note(f"the previous run in {recipe.output_path} is back as it was")  # the CLI's Ctrl-C line says it
+        keep = not overwrite and latest_checkpoint(out / "checkpoints") is not None  # what --resume continues
+        if previous is not None and not keep and previous.restore():
+            e.add_note(f"the previous run in {out} is back as it was")  # the CLI's Ctrl-C line says it
         raise
     if previous is not None:
         previous.discard()
     return result
 
 
-def _train_run(recipe: Recipe, *, resume: bool, previous: PreviousRun | None, quiet: bool,
+def _train_run(recipe: Recipe, *, resume: bool, overwrite: bool, previous: PreviousRun | None, quiet: bool,
                callbacks: Sequence[EpochCallback]) -> FinetuneResult:
     from accelerate.utils import set_seed
 
     from ._engine import fit, make_accelerator
 
-    out, overwrite = recipe.output_path, previous is not None
+    out = recipe.output_path
     if _finished(out) and resume and not overwrite:
         done = json.loads((out / "summary.json").read_text())
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))

@@ -6,6 +6,8 @@ moved aside into ``<output_dir>/.previous-run/`` (a rename: the same file system
 nothing copied) once every check that can run before training has passed, and
 deleted only when the new run has written its ``summary.json``. A new run that
 stops on an error or Ctrl-C is removed and the previous run put back as it was.
+A run into an empty folder that stops before its first checkpoint is removed the
+same way: it leaves nothing that ``--resume`` could continue.
 A process killed outright leaves ``.previous-run/`` behind; the next ``--overwrite``
 of that folder keeps it as the last finished run.
 """
@@ -36,14 +38,18 @@ def _remove(path: Path) -> None:
 class PreviousRun:
     """The files of the run in ``out`` that ``--overwrite`` replaces, kept until the new run finishes."""
 
-    def __init__(self, out: Path) -> None:
-        self.out = out
+    def __init__(self, out: Path, replace: bool = True) -> None:
+        """``replace``: --overwrite; without it there is no previous run, and an unfinished new one is removed."""
+        self.out, self.replace = out, replace
         self.kept = out / PREVIOUS_RUN
         self.active = False  # set aside by this process (the main one): only then restored or discarded
+        self.created = False  # the output folder did not exist before this run
 
     def set_aside(self) -> None:
         """Move the previous run's files into ``.previous-run/`` (a killed replacement's partial files are removed)."""
-        self.active = True
+        self.active, self.created = True, not self.out.exists()
+        if not self.replace:
+            return
         if self.kept.is_dir() and (self.kept / "summary.json").is_file() and not (self.out / "summary.json").is_file():
             # An earlier --overwrite was killed before it finished: .previous-run is the last finished run.
             for name in REPLACED:
@@ -64,7 +70,9 @@ class PreviousRun:
         self.active = False
         for name in REPLACED:
             _remove(self.out / name)
-        if not self.kept.is_dir():  # there was none: the folder is left as the checks found it
+        if self.created and not any(self.out.iterdir()):
+            self.out.rmdir()
+        if not self.replace or not self.kept.is_dir():  # there was none: the folder is left as the checks found it
             return False
         for path in self.kept.iterdir():
             path.rename(self.out / path.name)
@@ -73,6 +81,6 @@ class PreviousRun:
 
     def discard(self) -> None:
         """The new run finished: the previous one goes."""
-        if self.active:
-            self.active = False
+        if self.active and self.replace:
             _remove(self.kept)
+        self.active = False
