@@ -298,3 +298,34 @@ def test_run_missing_recipe_file(tmp_path: Path) -> None:
     [line] = assert_user_error(tl("run", "nope.yaml", cwd=tmp_path), 1)
     assert "nope.yaml" in line
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(28, "No space left on device"),  # a write that failed as a whole: no file name
+    RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on '
+                 'device" })'),  # safetensors' own error type, as it words a full disk
+])
+def test_a_full_disk_is_one_sentence_whatever_raises_it(
+        failure: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tl_toolkit import _cli
+
+    def full(args: Any) -> int:
+        raise failure
+
+    monkeypatch.setitem(_cli._COMMANDS, "list", full)
+    assert _cli.main(["list"]) == 2
+    assert capsys.readouterr().err == ("tl list: error: writing the output failed: no space left on the device; "
+                                       "free some space or use another disk\n")
+
+
+def test_an_os_error_of_ours_without_a_file_is_an_internal_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tl_toolkit import _cli
+
+    def broken(args: Any) -> int:
+        raise ConnectionResetError(104, "Connection reset by peer")  # no user's file, no full disk: a bug to report
+
+    monkeypatch.setitem(_cli._COMMANDS, "list", broken)
+    monkeypatch.setenv("TL_LOG_DIR", str(tmp_path))  # the crash log goes here
+    assert _cli.main(["list"]) == 1
+    assert "internal error" in capsys.readouterr().err

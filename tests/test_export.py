@@ -109,3 +109,18 @@ def test_export_errors_are_one_line_and_keep_existing_files(lora_run, tmp_path: 
         err = capsys.readouterr().err
         assert expected in err and len(err.strip().splitlines()) == 1, err
     assert (taken / "keep.txt").read_text() == "mine"
+    # A disk that fills while the export is written: one sentence, and no half-written folder stays.
+    import errno
+
+    from tl_toolkit._pipeline import load_model_dir
+
+    backbone_type = type(load_model_dir(run).backbone)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backbone_type, "export", full)
+        assert main(["export", str(run), "--format", fmt, "--merge-lora", "--output", str(tmp_path / "ex")]) == 2
+    assert "no space left on the device" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

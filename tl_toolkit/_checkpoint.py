@@ -116,10 +116,16 @@ class Checkpointer:
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()  # every process writes its RNG state into tmp
-        acc.save_state(str(tmp))
-        acc.wait_for_everyone()
+        try:
+            acc.save_state(str(tmp))
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))  # last: it marks the checkpoint complete
+        except BaseException:  # a full disk, Ctrl-C: no half-written checkpoint stays behind
+            if acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if acc.is_main_process:
-            (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))  # last: it marks the checkpoint complete
             if final.exists():  # only after --overwrite left a folder of that name; never the newest complete one
                 shutil.rmtree(final)
             tmp.rename(final)

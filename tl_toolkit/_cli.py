@@ -129,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tl`` and ``python -m tl_toolkit``; returns the exit code."""
+    import os
+
+    for name in ("stdout", "stderr"):  # started with the stream closed (`tl predict ... >&-`): writes go nowhere
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # `tl run R --resume train.epochs=1`: overrides may also follow an option.
@@ -136,15 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.version:
-        import tl_toolkit
-
-        print(f"tl_toolkit {tl_toolkit.__version__}")
-        return 0
-    if args.command is None:
+    if args.command is None and not args.version:
         parser.print_help()
         return 2
     try:
+        if args.version:
+            import tl_toolkit
+
+            print(f"tl_toolkit {tl_toolkit.__version__}", flush=True)
+            return 0
         return int(_COMMANDS[args.command](args) or 0)
     except BrokenPipeError:  # `tl list | head -2`: the reader is gone, which is no error of ours
         return _stdout_closed()
@@ -153,23 +158,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tl {args.command}: error: {problem}", file=sys.stderr)
         return 2
     except OSError as e:
-        if e.filename is None:
-            raise
-        from ._errors import os_error_message
+        from ._errors import os_error_message, storage_error
 
-        # A user's file or folder that cannot be read or written: the path and the cause are the message.
-        print(f"tl {args.command}: error: {os_error_message(e)}", file=sys.stderr)
+        if e.filename is None and storage_error(e) is None:
+            return _internal_error(args.command, argv)
+        # A user's file or folder that cannot be read or written, or a full disk: the path and the cause.
+        print(f"tl {args.command}: error: {os_error_message(storage_error(e) or e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         notes = getattr(e, "__notes__", [])
         then = notes[0] if notes else _INTERRUPTED.get(args.command, "nothing was written")
         print(f"tl {args.command}: interrupted; {then}", file=sys.stderr)
         return 130
-    except Exception:
-        from ._crash import report_internal_error
+    except Exception as e:
+        from ._errors import os_error_message, storage_error
 
-        report_internal_error(f"tl {args.command}", argv if argv is not None else sys.argv[1:])
-        return 1
+        full = storage_error(e)  # a library's own error for a full disk (safetensors, torch.save)
+        if full is not None:
+            print(f"tl {args.command}: error: {os_error_message(full)}", file=sys.stderr)
+            return 2
+        return _internal_error(args.command, argv)
+
+
+def _internal_error(command: str, argv: Sequence[str] | None) -> int:
+    from ._crash import report_internal_error
+
+    report_internal_error(f"tl {command}", list(argv) if argv is not None else sys.argv[1:])
+    return 1
 
 
 #: What a Ctrl-C leaves, by verb (the others write their files only once they are complete).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import os
 from collections.abc import Iterable, Sequence
 
 __all__ = ["DataError", "PluginError", "RecipeError", "UserError", "os_error_message", "suggest"]
@@ -69,6 +70,23 @@ _OS_CAUSES = {
 }
 
 
+#: How libraries that write files themselves word a full disk (safetensors' Rust I/O, torch.save's zip writer).
+_DISK_FULL = ("No space left on device", "os error 28", "StorageFull", "file write failed")
+
+
+def storage_error(error: BaseException) -> OSError | None:
+    """A full disk or exceeded quota behind ``error``, as an OSError; None for anything else.
+
+    An OSError from a write carries the errno but often no file name; safetensors and
+    torch raise their own types with the operating system's words in the text.
+    """
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return error
+    if not isinstance(error, OSError) and any(words in str(error) for words in _DISK_FULL):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
+
+
 def os_error_message(error: OSError, what: str | None = None, path: object = None) -> str:
     """One sentence for an operating-system error on a user's path: what, the path, the cause, the fix.
 
@@ -78,4 +96,6 @@ def os_error_message(error: OSError, what: str | None = None, path: object = Non
     target = path if path is not None else (error.filename or "")
     cause, fix = _OS_CAUSES.get(error.errno or -1, (error.strerror or type(error).__name__, "check the path"))
     prefix = f"{what}: " if what else ""
+    if not target:  # a write that failed as a whole (a full disk): no path to name
+        return f"{prefix}writing the output failed: {cause}; {fix}"
     return f"{prefix}{str(target)!r}: {cause}; {fix}"

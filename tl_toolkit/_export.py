@@ -11,7 +11,6 @@ PyTorch with onnxruntime when it is installed (``onnx.checker`` otherwise).
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,27 +59,24 @@ def export_run(run_dir: str | Path, fmt: str, output: str | Path | None = None, 
     target = Path(output) if output else model_dir.parent / "export" / fmt
     if target.exists() and target.is_dir() and any(target.iterdir()):
         raise UserError(f"--output: {target} already exists and is not empty; remove it or choose another --output")
-    from ._paths import output_dir_problems
+    from ._paths import output_dir_problems, staged_folder
 
     problems = output_dir_problems("--output", target)
     if problems:
         raise UserError(problems)
-    tmp = target.with_name(f".{target.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model = loaded.model.eval()
-    head = loaded.task.head if loaded.task is not None else "classification"
-    report = backbone.export(model, tmp, fmt, Task(loaded.label_names, head)) or {}
-    merged = merge_lora and (model_dir / "adapter_config.json").is_file()  # a run without adapters merges nothing
-    meta = {"format": fmt, "run": str(model_dir.parent), "backbone": loaded.meta["backbone"],
-            "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merged,
-            "label_names": loaded.label_names, **report}
-    (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
-    _write_readme(tmp, target, backbone, fmt, loaded.label_names, loaded.backbone.data.task, meta)
-    if target.exists():
-        target.rmdir()  # empty, checked above
-    tmp.rename(target)
+    with staged_folder(target.with_name(f".{target.name}.tmp")) as tmp:
+        model = loaded.model.eval()
+        head = loaded.task.head if loaded.task is not None else "classification"
+        report = backbone.export(model, tmp, fmt, Task(loaded.label_names, head)) or {}
+        merged = merge_lora and (model_dir / "adapter_config.json").is_file()  # without adapters: nothing merged
+        meta = {"format": fmt, "run": str(model_dir.parent), "backbone": loaded.meta["backbone"],
+                "strategy": loaded.meta["strategy"]["plugin"], "merged_lora": merged,
+                "label_names": loaded.label_names, **report}
+        (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _write_readme(tmp, target, backbone, fmt, loaded.label_names, loaded.backbone.data.task, meta)
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        tmp.rename(target)
     return target
 
 

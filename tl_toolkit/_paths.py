@@ -3,18 +3,22 @@
 A folder that is a file, lies under a file, sits in a folder the user may not
 write, or cannot be created at all would otherwise end a run with an
 operating-system traceback after the data and model were loaded. Each is one
-sentence naming the key, the path and the cause.
+sentence naming the key, the path and the cause. A folder written in several
+steps (a model, an export) is built as a hidden sibling first (:func:`staged_folder`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ._errors import UserError, os_error_message
 
-__all__ = ["make_output_dir", "output_dir_problems"]
+__all__ = ["make_output_dir", "output_dir_problems", "staged_folder"]
 
 
 def output_dir_problems(key: str, path: str | Path) -> list[str]:
@@ -53,3 +57,19 @@ def make_output_dir(key: str, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{key}: {str(path)!r} cannot be created ({os_error_message(e)})") from None
+
+
+@contextmanager
+def staged_folder(tmp: Path) -> Iterator[Path]:
+    """A fresh folder ``tmp`` to fill, removed if the block fails (a full disk, Ctrl-C): nothing half-written stays.
+
+    The caller renames it into place at the end of the block.
+    """
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -339,21 +339,20 @@ def scratch_recipe(recipe: Recipe, name: str, output_dir: Path) -> Recipe:
 
 def _save_model(model: nn.Module, backbone: Backbone, strategy: Strategy, recipe: Recipe, task: Task, out: Path):
     from . import __version__
+    from ._paths import staged_folder
 
-    final, tmp = out / "model", out / ".model.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    strategy.save(model, backbone, tmp, task)
-    meta = {
-        "format_version": 1,
-        "tl_toolkit_version": __version__,
-        "backbone": recipe.backbone.model_dump(mode="json"),
-        "data": recipe.data.model_dump(mode="json"),
-        "strategy": recipe.strategy.model_dump(mode="json"),
-        "label_names": task.label_names,
-    }
-    (tmp / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
+    final = out / "model"
+    with staged_folder(out / ".model.tmp") as tmp:
+        strategy.save(model, backbone, tmp, task)
+        meta = {
+            "format_version": 1,
+            "tl_toolkit_version": __version__,
+            "backbone": recipe.backbone.model_dump(mode="json"),
+            "data": recipe.data.model_dump(mode="json"),
+            "strategy": recipe.strategy.model_dump(mode="json"),
+            "label_names": task.label_names,
+        }
+        (tmp / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
     if final.exists():
         old = out / ".model.old"
         if old.exists():
