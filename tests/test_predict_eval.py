@@ -80,10 +80,17 @@ def test_predict_errors_name_the_problem(text_run: Path, tmp_path: Path) -> None
         ((str(text_run), str(tmp_path / "missing.txt")), "missing.txt"),
         ((str(text_run), str(tmp_path / "in.csv")), "no column 'sentence'"),
     ]
+    (tmp_path / "in.txt").write_text("fine\n")
+    summary = (text_run / "summary.json").read_bytes()
+    cases += [  # --output must not replace what the command reads
+        ((str(text_run), str(tmp_path / "in.txt"), "--output", str(tmp_path / "in.txt")), "is one of the inputs"),
+        ((str(text_run), str(tmp_path / "in.txt"), "--output", str(text_run / "summary.json")), "is a file of the run"),
+    ]
     for args, expected in cases:
         proc = run_tl("predict", *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "in.txt").read_text() == "fine\n" and (text_run / "summary.json").read_bytes() == summary
 
 
 def test_eval_matches_the_run_and_accepts_other_data(text_run: Path, tmp_path: Path) -> None:

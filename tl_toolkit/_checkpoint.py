@@ -58,8 +58,12 @@ class TrainState:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temporary sibling, then rename it over ``path``: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:  # a full disk: neither a cut-short file nor the temporary one stays
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _checkpoints(root: Path) -> list[tuple[TrainState, Path]]:

@@ -393,13 +393,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _at_least_one("--batch-size", args.batch_size)
     if args.output:
         _output_file_problems(args.output)
+        _not_an_input(args.output, args.run_dir, args.inputs)
     check_predict_inputs(args.run_dir, args.inputs, args.column)
     rows = predict(args.run_dir, args.inputs, column=args.column, batch_size=args.batch_size, top_k=args.top_k)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
+        from pathlib import Path
+
+        from ._checkpoint import write_atomic
+
         try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
+            write_atomic(Path(args.output), text)  # all the predictions or, on a full disk, the file as it was
         except OSError as e:
             from ._errors import os_error_message
 
@@ -407,6 +411,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _not_an_input(output: str, run_dir: str, inputs: list[str]) -> None:
+    """``--output`` must not replace what the command reads: an input file, or a file of the run itself."""
+    from pathlib import Path
+
+    from ._replace import REPLACED
+    from ._run_files import MODEL_META
+
+    target = Path(output).resolve()
+    run = Path(run_dir).resolve()
+    run = run.parent if (run / MODEL_META).is_file() else run  # given its model/ folder
+    if target in {Path(i).resolve() for i in inputs}:
+        raise UserError(f"--output: {output!r} is one of the inputs; writing the predictions there would replace "
+                        f"it: choose another file")
+    if any(target == run / name or run / name in target.parents for name in REPLACED):
+        raise UserError(f"--output: {output!r} is a file of the run in {run_dir!r}; choose a file outside its "
+                        f"model, summary and report")
 
 
 def _output_file_problems(path: str) -> None:
