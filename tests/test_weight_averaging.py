@@ -123,3 +123,8 @@ def test_wise_ft_alpha_one_is_the_run_and_saves_a_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["eval"] == result["curve"][1]["eval"]
     assert run_tl("wise-ft", out, "--alphas", "0,2").returncode == 2
+    for save in ("nan", "2"):  # a model the curve did not measure is not saved
+        proc = run_tl("wise-ft", out, "--alphas", "0,1", "--save", save)
+        assert proc.returncode == 2 and "is not one of --alphas (0, 1)" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in (out / "wise_ft").iterdir()) == ["alpha-0.5", "wise_ft.json", "wise_ft.md",
+                                                                    "wise_ft.png"]

@@ -76,6 +76,9 @@ def wise_ft(run_dir: str | Path, alphas: list[float], overrides: list[str] | Non
     bad = [a for a in alphas if not 0.0 <= a <= 1.0]
     if bad or not alphas:
         raise UserError(f"--alphas: give numbers between 0 and 1, e.g. 0,0.25,0.5,0.75,1; got {alphas}")
+    if save_alpha is not None and save_alpha not in alphas:  # a saved model is one the curve measured
+        raise UserError(f"--save: {save_alpha:g} is not one of --alphas ({', '.join(f'{a:g}' for a in alphas)}); "
+                        f"save an alpha the curve evaluates, or add it to --alphas")
     model_dir = resolve_run_dir(run_dir)
     out = model_dir.parent
     recipe = load_recipe(out / "recipe.yaml")
