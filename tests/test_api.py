@@ -169,6 +169,12 @@ def test_a_quiet_resume_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(Stop):
         tl_toolkit.finetune(recipe, quiet=True, callbacks=[stop])
     capsys.readouterr()
+    saved = (tmp_path / "run" / "recipe.yaml").read_bytes()
+    changed = image_recipe(tmp_path / "run", data={"max_train_samples": 16, "max_eval_samples": 16, "classes": [1, 2]})
+    with pytest.raises(UserError, match=r"--resume: the run in .* was started with other settings \(data.classes "
+                                        r"null -> \[\"1\", \"2\"\]\); resume with the settings it was started with"):
+        tl_toolkit.finetune(changed, quiet=True, resume=True)
+    assert (tmp_path / "run" / "recipe.yaml").read_bytes() == saved  # nothing changed on disk
     import transformers
 
     transformers.logging.set_verbosity_info()  # the caller's own setting

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ._recipe import TrainConfig
 
-__all__ = ["STATE_FILE", "Checkpointer", "TrainState", "latest_checkpoint", "write_atomic"]
+__all__ = ["STATE_FILE", "Checkpointer", "TrainState", "latest_checkpoint", "resume_changes", "write_atomic"]
 
 STATE_FILE = "trainer_state.json"
 
@@ -64,6 +64,28 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:  # a full disk: neither a cut-short file nor the temporary one stays
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: Keys a resumed run may change: more epochs, and the sections that only other runs read.
+RESUMABLE_CHANGES = ("train.epochs", "baselines", "compare", "sweep")
+
+
+def resume_changes(saved: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """The recipe keys (dotted, ``then -> now``) on which a run resumed with ``now`` differs from ``saved``.
+
+    The checkpoint holds a model, an optimizer and data order made with ``saved``; other
+    labels, architecture or strategy would not load into it, or would not continue it.
+    """
+    changes = []
+    for key in sorted(set(saved) | set(now)):
+        dotted, a, b = f"{prefix}{key}", saved.get(key), now.get(key)
+        if dotted in RESUMABLE_CHANGES or a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += resume_changes(a, b, f"{dotted}.")
+        else:
+            changes.append(f"{dotted} {json.dumps(a)} -> {json.dumps(b)}")
+    return changes
 
 
 def _checkpoints(root: Path) -> list[tuple[TrainState, Path]]:

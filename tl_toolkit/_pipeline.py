@@ -139,6 +139,20 @@ def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def _check_resumable(out: Path, recipe: Recipe) -> None:
+    """--resume continues the run in ``out`` only with the recipe it was started with (more epochs allowed)."""
+    import yaml
+
+    from ._checkpoint import resume_changes
+
+    saved = yaml.safe_load((out / "recipe.yaml").read_text(encoding="utf-8")) or {}
+    changes = resume_changes(saved, recipe.model_dump(mode="json"))
+    if changes:
+        raise UserError(f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changes[:4])}"
+                        f"{'; ...' if len(changes) > 4 else ''}); resume with the settings it was started with "
+                        f"(only train.epochs may change), or pass --overwrite to start over")
+
+
 def _started(out: Path) -> bool:
     """Whether ``out`` holds a run that began training (killed before its first checkpoint included).
 
@@ -199,6 +213,8 @@ def _train_run(recipe: Recipe, *, resume: bool, overwrite: bool, previous: Previ
         recipe, taken = inherit_options(recipe, source_dir)
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
     _check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
+    if resume and not overwrite and _started(out) and (out / "recipe.yaml").is_file():
+        _check_resumable(out, recipe)
     set_seed(recipe.seed)
 
     backbone: Backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
