@@ -183,6 +183,28 @@ def test_sweep_refuses_an_existing_study_without_resume_or_overwrite(tiny_bert_d
     assert (tmp_path / "out" / "sweep" / "study.db").read_bytes() == b"a study"
     result = run_tl("sweep", path, "--parallel", "2")
     assert result.returncode == 2 and "--parallel: 2 trials at once needs --backend ray" in result.stderr
+    result = run_tl("validate", path, "sweep.metric=acc")  # a metric the task never reports, before any trial
+    assert result.returncode == 2 and "sweep.metric: task 'classification' reports no metric 'acc'." in result.stderr
+
+
+def test_an_overwrite_whose_trials_all_fail_puts_the_previous_sweep_back(
+        tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tl_toolkit import UserError, _sweep
+    from tl_toolkit._sweep_trial import TrialOutcome
+
+    path = _recipe(tmp_path, tiny_bert_dir, trials=3, epochs=1)
+    previous = tmp_path / "out" / "sweep"
+    previous.mkdir(parents=True)
+    (previous / "study.db").write_bytes(b"a finished study")
+    (previous / "best.yaml").write_text("its best recipe")
+    monkeypatch.setattr(_sweep, "run_trial", lambda spec, report, echo: TrialOutcome(
+        spec.number, "failed", None, 0.0, error="data: the same problem for every value"))
+    with pytest.raises(UserError, match="3 trials failed, the last with: data: the same problem for every value; "
+                                        "fix that and run the sweep again"):
+        sweep(path, overwrite=True, quiet=True)
+    assert sorted(p.name for p in previous.iterdir()) == ["best.yaml", "study.db"]
+    assert (previous / "study.db").read_bytes() == b"a finished study"
+    assert not (tmp_path / "out" / ".previous-sweep").exists()
 
 
 def test_ray_backend_runs_two_trials_at_once_and_the_leaderboard_is_the_study(tiny_bert_dir: Path,

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from ._checkpoint import write_atomic
 from ._errors import UserError
 from ._recipe import Recipe
-from ._sweep_config import SweepResources
+from ._sweep_config import SweepConfig, SweepResources
 from ._sweep_report import write_leaderboard, write_plots
 from ._sweep_space import base_recipe, trial_recipe
 from ._sweep_study import StudyBook
@@ -131,7 +131,23 @@ def sweep(
     echo: Callable[[str], None] = (lambda _: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
 
     sweep_dir = recipe.output_path / "sweep"
-    _prepare(sweep_dir, recipe, resume, overwrite)
+    previous = _prepare(sweep_dir, recipe, resume, overwrite)
+    try:
+        result = _search(sweep_dir, recipe, cfg, total, backend, parallel, echo)
+    except BaseException as e:
+        if previous is not None:  # the new sweep did not finish: the one --overwrite replaced comes back
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+            previous.rename(sweep_dir)
+            e.add_note(f"the previous sweep in {sweep_dir} is back as it was")
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
+    return result
+
+
+def _search(sweep_dir: Path, recipe: Recipe, cfg: SweepConfig, total: int, backend: str, parallel: int,
+            echo: Callable[[str], None]) -> SweepResult:
+    """Run the study in ``sweep_dir`` until ``total`` trials are finished or pruned, then write its report."""
     base = base_recipe(recipe)
     epochs = max([recipe.train.epochs] + [int(p.high or 0) for k, p in cfg.space.items() if k == "train.epochs"])
     args = (str(sweep_dir / "study.db"), recipe.name, cfg.model_dump(mode="json"), base, recipe.seed, epochs)
@@ -155,10 +171,15 @@ def sweep(
     return _finish(sweep_dir, recipe, rows, importances, echo)
 
 
-def _prepare(sweep_dir: Path, recipe: Recipe, resume: bool, overwrite: bool) -> None:
+def _prepare(sweep_dir: Path, recipe: Recipe, resume: bool, overwrite: bool) -> Path | None:
+    """Make ``sweep_dir`` ready; under --overwrite, where the sweep it replaces waits until the new one finishes."""
     existing = (sweep_dir / "study.db").is_file()
-    if existing and overwrite:
-        shutil.rmtree(sweep_dir)  # the recipe and its space have passed every check by now
+    previous = None
+    if existing and overwrite:  # the recipe and its space have passed every check by now
+        previous = sweep_dir.with_name(".previous-sweep")
+        if previous.exists():
+            shutil.rmtree(previous)
+        sweep_dir.rename(previous)
     elif existing and not resume:
         raise UserError(f"output_dir: {str(sweep_dir)!r} already holds a sweep; pass --resume to continue it, "
                         f"--overwrite to start over, or set output_dir=<another directory>")
@@ -173,6 +194,7 @@ def _prepare(sweep_dir: Path, recipe: Recipe, resume: bool, overwrite: bool) -> 
         raise UserError(f"output_dir: cannot create {str(sweep_dir)!r} ({e.strerror}); choose a writable "
                         f"output_dir") from None
     write_atomic(sweep_dir / "sweep.yaml", recipe.to_yaml())
+    return previous
 
 
 def _loop(book: Book, pool: Pool, sweep_dir: Path, base: dict[str, Any], metric: str, total: int,
@@ -185,6 +207,7 @@ def _loop(book: Book, pool: Pool, sweep_dir: Path, base: dict[str, Any], metric:
     if queue:
         echo(f"sweep: resuming {len(queue)} interrupted trial(s): {', '.join(f'{n:03d}' for n, _, _ in queue)}")
     running = 0
+    errors: set[str] = set()
     while done + running < total or running:
         while running < pool.capacity and (queue or done + running < total):
             number, values, resume = queue.pop(0) if queue else (*book("ask"), False)
@@ -202,18 +225,21 @@ def _loop(book: Book, pool: Pool, sweep_dir: Path, base: dict[str, Any], metric:
         if outcome.error:
             attrs["error"] = outcome.error
         book("tell", outcome.number, outcome.status, outcome.value, attrs)
+        rows = book("rows")
+        write_leaderboard(sweep_dir, rows, metric, _direction(book))
         if outcome.status == "failed":
             failures += 1
             echo(f"trial {outcome.number:03d}: failed: {outcome.error}")
+            errors.add(outcome.error or "")
             if failures >= max(3, total // 2):
-                raise UserError(f"sweep.space: {failures} trials failed, the last with: {outcome.error}; "
-                                f"narrow the space to values that run")
+                # One error for every value tried is the recipe's own; different ones point at the space.
+                fix = ("fix that and run the sweep again" if len(errors) == 1
+                       else "narrow sweep.space to values that run")
+                raise UserError(f"sweep: {failures} trials failed, the last with: {outcome.error}; {fix}")
         else:
             done += 1
             value = f"{metric} {outcome.value:.4f}" if outcome.value is not None else ""
             echo(f"trial {outcome.number:03d}: {outcome.status} {value} ({outcome.seconds:.0f}s)")
-        rows = book("rows")
-        write_leaderboard(sweep_dir, rows, metric, _direction(book))
         best = _best(rows, _direction(book))
         best_text = f", best {metric} {best['value']:.4f} (trial {best['trial']:03d})" if best else ""
         pruned = sum(r["status"] == "pruned" for r in rows)

@@ -24,8 +24,8 @@ def make_task(data: DataConfig, train: TrainConfig | None = None) -> TaskPlugin:
 
 
 def task_problems(recipe: Recipe) -> list[str]:
-    """The task is registered, its options are valid, the backbone builds its head, ``train.best_metric`` is one
-    it reports."""
+    """The task is registered, its options are valid, the backbone builds its head, ``train.best_metric`` and a
+    sweep's ``sweep.metric`` are ones it reports."""
     try:
         task_cls: Any = registry.get("task", recipe.data.task)
     except UserError as e:
@@ -40,9 +40,10 @@ def task_problems(recipe: Recipe) -> list[str]:
             f"data.task: backbone {recipe.backbone.plugin!r} cannot serve task {recipe.data.task!r}: the task "
             f"needs a {task_cls.head!r} head and the backbone builds {', '.join(backbone.tasks)} heads; pick "
             f"another task or a backbone that supports it")
-    metric = recipe.train.best_metric
     known = [*task_cls.metric_goals, "loss"]
-    if metric is not None and metric not in known:
-        problems.append(f"train.best_metric: task {recipe.data.task!r} reports no metric {metric!r}."
-                        f"{suggest(metric, known)} Choose one of {', '.join(known)}")
+    searched = recipe.sweep.metric if recipe.sweep.space else None  # a sweep's metric matters once it has a space
+    for key, metric in (("train.best_metric", recipe.train.best_metric), ("sweep.metric", searched)):
+        if metric is not None and metric not in known:
+            problems.append(f"{key}: task {recipe.data.task!r} reports no metric {metric!r}."
+                            f"{suggest(metric, known)} Choose one of {', '.join(known)}")
     return problems
