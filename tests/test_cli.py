@@ -329,3 +329,20 @@ def test_an_os_error_of_ours_without_a_file_is_an_internal_error(
     monkeypatch.setenv("TL_LOG_DIR", str(tmp_path))  # the crash log goes here
     assert _cli.main(["list"]) == 1
     assert "internal error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["run", "recipes/quickstart.yaml", "--resum"], "unrecognized arguments: --resum"),  # no abbreviations
+    (["run", "recipes/quickstart.yaml", "--resume", "--overwrite"], "--resume and --overwrite: choose one"),
+    (["sweep", "recipes/sst2_bert_sweep.yaml", "--resume", "--overwrite"], "--resume and --overwrite: choose one"),
+    (["compare", "recipes/quickstart.yaml", "--strategies", ","], "--strategies: ',' names no strategy"),
+])
+def test_flags_that_cannot_mean_what_they_say_are_refused(
+        argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tl_toolkit._cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = int(e.code or 0)
+    assert code == 2 and expected in capsys.readouterr().err

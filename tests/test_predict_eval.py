@@ -82,6 +82,12 @@ def test_predict_errors_name_the_problem(text_run: Path, tmp_path: Path) -> None
     ]
     (tmp_path / "in.txt").write_text("fine\n")
     summary = (text_run / "summary.json").read_bytes()
+    import shutil
+
+    stopped = tmp_path / "stopped"  # killed during its baselines: model saved, no summary.json
+    shutil.copytree(text_run, stopped)
+    (stopped / "summary.json").unlink()
+    cases.append(((str(stopped), str(tmp_path / "in.txt")), "the run did not finish"))
     cases += [  # --output must not replace what the command reads
         ((str(text_run), str(tmp_path / "in.txt"), "--output", str(tmp_path / "in.txt")), "is one of the inputs"),
         ((str(text_run), str(tmp_path / "in.txt"), "--output", str(text_run / "summary.json")), "is a file of the run"),

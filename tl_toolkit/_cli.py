@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--batch-size", type=int, default=64)
+    for each in (parser, *sub.choices.values()):
+        each.allow_abbrev = False  # `--resum` is a typo to report, not --resume
     return parser
 
 
@@ -241,7 +243,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     flag_seeds = parse_seeds(args.seeds) if args.seeds else None
     recipe = validate(args.recipe, args.overrides)
     quiet_libraries(args.quiet)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies is not None else None
+    if strategies == []:
+        raise UserError(f"--strategies: {args.strategies!r} names no strategy; give a comma-separated list, "
+                        f"e.g. head-only,lora,full,scratch")
     output = Path(args.output) if args.output else None
     sizes: list[int | str] = flag_sizes or list(recipe.compare.train_sizes)
     if sizes:

@@ -101,6 +101,9 @@ def finetune(
     """
     from ._quiet import libraries_quieted
 
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite: choose one; --resume continues the run in output_dir, "
+                        "--overwrite replaces it")
     if kwargs:
         base = load_recipe(recipe, overrides)
         recipe, overrides = load_recipe(base, nested({k.replace('__', '.'): v for k, v in kwargs.items()})), None

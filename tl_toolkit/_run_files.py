@@ -58,6 +58,11 @@ def resolve_run_dir(path: str | Path) -> Path:
     path = Path(path)
     for candidate in (path / "model", path):
         if (candidate / MODEL_META).is_file():
+            if candidate != path and not (path / "summary.json").is_file():
+                # The model is written before the baselines and the report: a run stopped there is not finished.
+                raise UserError(f"{path}: the run did not finish (its model is saved but it has no summary.json: it "
+                                f"stopped before its baselines and report were done); `tl run RECIPE --resume` "
+                                f"finishes it")
             return candidate
     raise UserError(
         f"{path}: not a finished run (no model/{MODEL_META}); give the output_dir of a completed `tl run`"

@@ -115,6 +115,9 @@ def sweep(
         RecipeError: the recipe or its search space does not validate.
         UserError: an existing sweep without --resume/--overwrite, a bad flag, ray not installed.
     """
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite: choose one; --resume continues the sweep in output_dir, "
+                        "--overwrite replaces it")
     recipe = validate(recipe, overrides)
     cfg = recipe.sweep
     if not cfg.space:
