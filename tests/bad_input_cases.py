@@ -524,6 +524,8 @@ PREDICT_CASES = [
          ("broken.jpg", "as an image")),
     Case("predict:image folder without images", lambda e: _p(e.world.runs["image"], str(e.folder("none"))),
          ("none", "no images")),
+    Case("predict:parquet file that is not parquet", lambda e: _p(e.world.runs["text"], e.data("g.parquet", "garbage\n")),
+         ("g.parquet", "Parquet")),
     Case("predict:truncated weights", lambda e: _p(_run_with_truncated_weights(e), str(e.root / T)),
          ("model.safetensors", "truncated"), defect=3),
     Case("predict:truncated image weights", lambda e: _p(_run_with_truncated_weights(e, "image"), _png(e, "a.png")),

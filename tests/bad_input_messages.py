@@ -457,6 +457,9 @@ MESSAGES: dict[str, list[str]] = {
     'predict:corrupt image': [
         "tl predict: error: {dir}/broken.jpg: cannot be read as an image (UnidentifiedImageError: cannot identify image file '{dir}/broken.jpg'); remove or replace it",
     ],
+    'predict:parquet file that is not parquet': [
+        "tl predict: error: {dir}/g.parquet: is not a readable Parquet file (Parquet magic bytes not found in footer); re-save it with pandas' to_parquet or pyarrow",
+    ],
     'predict:image folder without images': [
         'tl predict: error: {dir}/none: no images found',
     ],

@@ -65,13 +65,25 @@ def _problem(path: Path, modality: str) -> str | None:
     if fmt is None:
         return _text_problem(path)
     if fmt == "parquet":
-        return None
+        return _parquet_problem(path)
     problems = text_file_problems("input", path, fmt)
     if problems:
         return problems[0].split(": ", 1)[-1].replace(f"file '{path}' ", "")
     if fmt == "csv":
         return table_shape_problem(path, "\t" if suffix == ".tsv" else ",")
     return _jsonl_problem(path) if suffix == ".jsonl" else None
+
+
+def _parquet_problem(path: Path) -> str | None:
+    """A Parquet file whose footer pyarrow can read (the schema only: cheap)."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_schema(path)
+    except Exception as e:  # ArrowInvalid, OSError: what pyarrow raises for a file that is not Parquet
+        first = str(e).strip().splitlines()[0].split(". ")[0].rstrip(".") if str(e).strip() else type(e).__name__
+        return f"is not a readable Parquet file ({first}); re-save it with pandas' to_parquet or pyarrow"
+    return None
 
 
 def _text_problem(path: Path) -> str | None:
