@@ -383,6 +383,8 @@ DATA_CASES = [
                                          _png(e, "img/cat/a.png"), _r(e, e.image_recipe(data={
                                              "train": str(e.dir / "img")})))[-1],
          ("data.image_column", "broken.jpg", "remove or replace")),
+    Case("validate:image folder that is a file", lambda e: _v(e, e.image_recipe(data={"train": _png(e, "a.png")})),
+         ("data.train", "a.png", "is a file")),
     Case("run:image folder without images", lambda e: _r(e, e.image_recipe(data={"train": str(e.folder("nothing"))})),
          ("nothing", "no images found")),
     Case("run:image folder of one class", lambda e: (_png(e, "one/cat/a.png"), _png(e, "one/cat/b.png"),

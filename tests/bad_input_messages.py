@@ -457,6 +457,9 @@ MESSAGES: dict[str, list[str]] = {
     'predict:corrupt image': [
         "tl predict: error: {dir}/broken.jpg: cannot be read as an image (UnidentifiedImageError: cannot identify image file '{dir}/broken.jpg'); remove or replace it",
     ],
+    'validate:image folder that is a file': [
+        "tl validate: error: {dir}/recipe.yaml: data.train: '{dir}/a.png' is a file; format imagefolder reads a folder of <class>/<image> files: give that folder",
+    ],
     'predict:parquet file that is not parquet': [
         "tl predict: error: {dir}/g.parquet: is not a readable Parquet file (Parquet magic bytes not found in footer); re-save it with pandas' to_parquet or pyarrow",
     ],

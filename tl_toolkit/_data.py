@@ -54,7 +54,10 @@ def check_data_paths(data: DataConfig) -> list[str]:
             if value is None:
                 continue
             path = Path(value)
-            if data.format == "imagefolder" and not path.is_dir():
+            if data.format == "imagefolder" and path.is_file():
+                problems.append(f"data.{key}: {value!r} is a file; format imagefolder reads a folder of "
+                                f"<class>/<image> files: give that folder")
+            elif data.format == "imagefolder" and not path.is_dir():
                 problems.append(f"data.{key}: folder {value!r} not found; give a folder of <class>/<image> files")
             elif data.format != "imagefolder" and not path.exists():
                 problems.append(f"data.{key}: file {value!r} not found; check the path (relative to {Path.cwd()})")
