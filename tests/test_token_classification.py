@@ -276,6 +276,7 @@ def varied_run(ner_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("varied") / "run"
     shutil.copytree(ner_run / "model", out / "model")
+    shutil.copy(ner_run / "summary.json", out / "summary.json")  # a finished run
     weights = out / "model" / "model.safetensors"
     state = load_file(weights)
     torch.manual_seed(1)
