@@ -383,8 +383,6 @@ DATA_CASES = [
                                          _png(e, "img/cat/a.png"), _r(e, e.image_recipe(data={
                                              "train": str(e.dir / "img")})))[-1],
          ("data.image_column", "broken.jpg", "remove or replace")),
-    Case("validate:image folder that is a file", lambda e: _v(e, e.image_recipe(data={"train": _png(e, "a.png")})),
-         ("data.train", "a.png", "is a file")),
     Case("run:image folder without images", lambda e: _r(e, e.image_recipe(data={"train": str(e.folder("nothing"))})),
          ("nothing", "no images found")),
     Case("run:image folder of one class", lambda e: (_png(e, "one/cat/a.png"), _png(e, "one/cat/b.png"),
@@ -393,7 +391,7 @@ DATA_CASES = [
     Case("validate:missing image folder", lambda e: _v(e, e.image_recipe(data={"eval": "no-such-folder"})),
          ("data.eval", "no-such-folder")),
     Case("validate:image folder is a file", lambda e: _v(e, e.image_recipe(data={"train": e.data("f.png", "x")})),
-         ("data.train", "f.png")),
+         ("data.train", "f.png", "is a file")),
     Case("run:unknown digits split", lambda e: _r(e, e.image_recipe(data={"format": "digits", "train": "training"})),
          ("data.train", "'training'")),
     Case("validate:image size below 8", lambda e: _v(e, e.image_recipe(data={"image_size": 4})), ("data.image_size",)),

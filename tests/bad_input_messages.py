@@ -278,7 +278,7 @@ MESSAGES: dict[str, list[str]] = {
         "tl validate: error: {dir}/recipe.yaml: data.eval: folder 'no-such-folder' not found; give a folder of <class>/<image> files",
     ],
     'validate:image folder is a file': [
-        "tl validate: error: {dir}/recipe.yaml: data.train: folder '{dir}/f.png' not found; give a folder of <class>/<image> files",
+        "tl validate: error: {dir}/recipe.yaml: data.train: '{dir}/f.png' is a file; format imagefolder reads a folder of <class>/<image> files: give that folder",
     ],
     'run:unknown digits split': [
         "tl run: error: data.train: format 'digits' has splits 'train' and 'test', not 'training'",
@@ -456,9 +456,6 @@ MESSAGES: dict[str, list[str]] = {
     ],
     'predict:corrupt image': [
         "tl predict: error: {dir}/broken.jpg: cannot be read as an image (UnidentifiedImageError: cannot identify image file '{dir}/broken.jpg'); remove or replace it",
-    ],
-    'validate:image folder that is a file': [
-        "tl validate: error: {dir}/recipe.yaml: data.train: '{dir}/a.png' is a file; format imagefolder reads a folder of <class>/<image> files: give that folder",
     ],
     'predict:parquet file that is not parquet': [
         "tl predict: error: {dir}/g.parquet: is not a readable Parquet file (Parquet magic bytes not found in footer); re-save it with pandas' to_parquet or pyarrow",
