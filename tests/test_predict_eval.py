@@ -113,3 +113,5 @@ def test_eval_matches_the_run_and_accepts_other_data(text_run: Path, tmp_path: P
 
     proc = run_tl("eval", text_run, f"data.eval={tmp_path / 'absent.csv'}")
     assert proc.returncode == 2 and "absent.csv" in proc.stderr
+    proc = run_tl("eval", text_run, "backbone.model=bert-base-uncased")  # was ignored: the model is the run's
+    assert proc.returncode == 2 and "backbone.model: tl eval evaluates the run's model as it was trained" in proc.stderr

@@ -61,8 +61,10 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
-    except BaseException:  # a full disk: neither a cut-short file nor the temporary one stays
+    except BaseException as e:  # a full disk: neither a cut-short file nor the temporary one stays
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename == str(tmp):  # the user's file is the one to name
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
