@@ -158,6 +158,31 @@ def test_an_overwrite_that_does_not_finish_puts_the_previous_run_back(tmp_path: 
     assert json.loads((out / "summary.json").read_text())["num_train_examples"] == 32
 
 
+def test_a_replacement_killed_outright_is_named_and_either_flag_finishes_it(tmp_path: Path) -> None:
+    """A process killed during --overwrite leaves .previous-run/: the refusal names it, and a finished
+    replacement (resumed or overwritten again) removes it."""
+    import shutil
+
+    out = tmp_path / "run"
+    small = {"max_train_samples": 16, "max_eval_samples": 16}
+    tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True)
+    shutil.copytree(out, tmp_path / "finished")
+
+    for kept_as in ("resume", "overwrite"):
+        (out / ".previous-run").mkdir()
+        for path in (tmp_path / "finished").iterdir():  # as set_aside left it before the kill
+            shutil.copytree(path, out / ".previous-run" / path.name) if path.is_dir() else shutil.copy(
+                path, out / ".previous-run" / path.name)
+        for name in ("summary.json", "model", "report.md"):  # the replacement's partial files
+            shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
+        with pytest.raises(UserError, match=r"holds an unfinished run \(and, in .previous-run/, the finished run it "
+                                            r"was replacing\); pass --resume"):
+            tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True)
+        tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True,
+                            **{kept_as: True})
+        assert (out / "summary.json").is_file() and not (out / ".previous-run").exists()
+
+
 def test_a_quiet_resume_prints_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     class Stop(Exception):
         pass

@@ -23,7 +23,7 @@ from ._modelcard import build_manifest, weights_sha256, write_model_card
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
-from ._replace import PreviousRun
+from ._replace import PREVIOUS_RUN, PreviousRun
 from ._run_files import MODEL_META, resolve_run_dir
 from ._transfer_check import DriftWatch, check_transfer, findings_lines, gain_text
 from ._transfer_lr import transfer_rates
@@ -136,9 +136,11 @@ def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"or set output_dir=<another directory>"
         )
     if started and not resume:
+        kept = (out / PREVIOUS_RUN / "summary.json").is_file()  # an --overwrite killed outright left it there
         raise UserError(
-            f"output_dir: {str(out)!r} holds an unfinished run; pass --resume to continue it, "
-            f"or --overwrite to start over"
+            f"output_dir: {str(out)!r} holds an unfinished run"
+            + (f" (and, in {PREVIOUS_RUN}/, the finished run it was replacing)" if kept else "")
+            + "; pass --resume to continue it, or --overwrite to start over"
         )
 
 
@@ -196,6 +198,8 @@ def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
         raise
     if previous is not None:
         previous.discard()
+    elif (out / PREVIOUS_RUN).is_dir():  # a resumed replacement that was killed outright has now finished
+        shutil.rmtree(out / PREVIOUS_RUN, ignore_errors=True)
     return result
 
 
