@@ -129,7 +129,7 @@ def test_finetune_refuses_overrides_and_recipes_of_the_wrong_type_in_one_sentenc
 
 
 def test_an_overwrite_that_does_not_finish_puts_the_previous_run_back(tmp_path: Path) -> None:
-    """--overwrite sets the finished run aside and deletes it only once the new one finishes (``_replace``)."""
+    """--overwrite sets the finished run aside and deletes it only once the new one finishes (``_output_dir``)."""
     out = tmp_path / "run"
     small = {"max_train_samples": 16, "max_eval_samples": 16}
     tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=small), quiet=True)

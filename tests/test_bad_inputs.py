@@ -150,9 +150,9 @@ def test_the_matrix_covers_every_verb_tl_has() -> None:
     """Every verb ``tl --help`` lists meets at least one bad input here (a new verb needs its cases)."""
     import argparse
 
-    from tl_toolkit._cli import _parser
+    from tl_toolkit._cli_parser import build_parser
 
-    [verbs] = [a.choices for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    [verbs] = [a.choices for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     assert len({c.id for c in CASES}) == len(CASES)
     assert {c.verb for c in CASES} == set(verbs)
 

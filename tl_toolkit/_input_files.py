@@ -3,7 +3,8 @@
 An input a model cannot read (an image given to a text model, a text file
 given to an image model, an empty or non-UTF-8 file, a CSV with a ragged row,
 a broken image) is one sentence naming the file and what is wrong with it,
-not a library's traceback from the middle of prediction.
+not a library's traceback from the middle of prediction. So is an ``--output``
+that would replace what the command reads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ._errors import UserError, os_error_message
 from ._inputs import text_file_problems
 from ._tables import table_shape_problem
 
-__all__ = ["check_predict_inputs"]
+__all__ = ["check_output_file", "check_predict_inputs"]
 
 _IMAGES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _TABLES = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -39,6 +40,32 @@ def check_predict_inputs(run_dir: str | Path, inputs: Sequence[str | Path], colu
         problem = _problem(Path(raw), modality)
         if problem:
             raise UserError(f"{raw}: {problem}")
+
+
+def check_output_file(output: str, run_dir: str, inputs: Sequence[str]) -> None:
+    """``--output FILE`` of ``tl predict``: a file in an existing folder that is neither an input nor the run's own.
+
+    Raises:
+        UserError: a folder, a file whose folder is missing, an input file, or a file of the run.
+    """
+    from ._output_dir import REPLACED
+    from ._run_files import MODEL_META
+
+    given = Path(output)
+    if given.is_dir():
+        raise UserError(f"--output: {output!r} is a folder; give the path of a file to write")
+    if not given.absolute().parent.is_dir():
+        raise UserError(f"--output: {output!r}: No such file or directory (its folder {str(given.parent)!r} "
+                        f"does not exist); create the folder or choose another --output")
+    target = given.resolve()
+    run = Path(run_dir).resolve()
+    run = run.parent if (run / MODEL_META).is_file() else run  # given its model/ folder
+    if target in {Path(i).resolve() for i in inputs}:
+        raise UserError(f"--output: {output!r} is one of the inputs; writing the predictions there would replace "
+                        f"it: choose another file")
+    if any(target == run / name or run / name in target.parents for name in REPLACED):
+        raise UserError(f"--output: {output!r} is a file of the run in {run_dir!r}; choose a file outside its "
+                        f"model, summary and report")
 
 
 def _problem(path: Path, modality: str) -> str | None:

@@ -20,10 +20,18 @@ from ._errors import UserError
 from ._fsdp import is_sharded, unsharded_copy
 from ._inherit import inherit_options, taken_line
 from ._modelcard import build_manifest, weights_sha256, write_model_card
+from ._output_dir import (
+    PREVIOUS_RUN,
+    PreviousRun,
+    check_output_dir,
+    check_resumable,
+    claim_output_dir,
+    finished,
+    started,
+)
 from ._plugin_api import Backbone, SourceModel, Strategy, Task
 from ._recipe import BackboneConfig, DataConfig, Recipe, load_recipe, nested
 from ._registry import registry
-from ._replace import PREVIOUS_RUN, PreviousRun
 from ._run_files import MODEL_META, resolve_run_dir
 from ._transfer_check import DriftWatch, check_transfer, findings_lines, gain_text
 from ._transfer_lr import transfer_rates
@@ -110,7 +118,7 @@ def finetune(
     recipe = validate(recipe, overrides)  # every recipe problem before anything heavy loads
     with libraries_quieted(quiet):  # the caller's logging settings come back afterwards
         out = recipe.output_path
-        if _finished(out) and resume and not overwrite:  # nothing to continue: the finished run, its model loaded
+        if finished(out) and resume and not overwrite:  # nothing to continue: the finished run, its model loaded
             if not quiet:
                 print(f"{recipe.name}: the run in {out} is already finished; nothing was trained (overwrite it to "
                       f"train again)")
@@ -120,67 +128,9 @@ def finetune(
         return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
 
 
-def _finished(out: Path) -> bool:
-    return (out / "summary.json").is_file() and (out / "model").is_dir()
-
-
-def _check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse an output directory that holds a run unless --resume or --overwrite says what to do with it."""
-    finished = (out / "summary.json").is_file()
-    started = _started(out)
-    if overwrite:
-        return
-    if finished and not resume:
-        raise UserError(
-            f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace it "
-            f"or set output_dir=<another directory>"
-        )
-    if started and not resume:
-        kept = (out / PREVIOUS_RUN / "summary.json").is_file()  # an --overwrite killed outright left it there
-        raise UserError(
-            f"output_dir: {str(out)!r} holds an unfinished run"
-            + (f" (and, in {PREVIOUS_RUN}/, the finished run it was replacing)" if kept else "")
-            + "; pass --resume to continue it, or --overwrite to start over"
-        )
-
-
-def _check_resumable(out: Path, recipe: Recipe) -> None:
-    """--resume continues the run in ``out`` only with the recipe it was started with (more epochs allowed)."""
-    import yaml
-
-    from ._checkpoint import resume_changes
-
-    saved = yaml.safe_load((out / "recipe.yaml").read_text(encoding="utf-8")) or {}
-    changes = resume_changes(saved, recipe.model_dump(mode="json"))
-    if changes:
-        raise UserError(f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changes[:4])}"
-                        f"{'; ...' if len(changes) > 4 else ''}); resume with the settings it was started with "
-                        f"(only train.epochs may change), or pass --overwrite to start over")
-
-
-def _started(out: Path) -> bool:
-    """Whether ``out`` holds a run that began training (killed before its first checkpoint included).
-
-    A run that stopped before it logged a step (a bad value found by its first batch) left nothing
-    worth continuing: its empty ``metrics.jsonl`` does not count, and the next run simply starts.
-    """
-    log = out / "metrics.jsonl"
-    return (out / "checkpoints").is_dir() or (log.is_file() and log.stat().st_size > 0)
-
-
-def _claim_output_dir(out: Path, previous: PreviousRun | None) -> None:
-    """Create ``out`` and, with --overwrite, set the previous run's files aside: called only once every check that
-    can run before training has passed, so a bad input leaves the previous run (or no folder) as it was."""
-    from ._paths import make_output_dir
-
-    if previous is not None:
-        previous.set_aside()
-    make_output_dir("output_dir", out)
-
-
 def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
          callbacks: Sequence[EpochCallback] = ()) -> FinetuneResult:
-    """One run; under --overwrite the previous run is put back unless the new one finishes (``_replace``).
+    """One run; under --overwrite the previous run is put back unless the new one finishes (``_output_dir``).
 
     A new run that stops before its first checkpoint leaves nothing behind: there is nothing to resume.
     """
@@ -210,7 +160,7 @@ def _train_run(recipe: Recipe, *, resume: bool, overwrite: bool, previous: Previ
     from ._engine import fit, make_accelerator
 
     out = recipe.output_path
-    if _finished(out) and resume and not overwrite:
+    if finished(out) and resume and not overwrite:
         done = json.loads((out / "summary.json").read_text())
         return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
 
@@ -219,9 +169,9 @@ def _train_run(recipe: Recipe, *, resume: bool, overwrite: bool, previous: Previ
     if source_dir:  # the transferred filters see inputs prepared as suits them, unless the recipe says otherwise
         recipe, taken = inherit_options(recipe, source_dir)
     accelerator = make_accelerator(recipe, log_with=recipe.train.trackers)
-    _check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
-    if resume and not overwrite and _started(out) and (out / "recipe.yaml").is_file():
-        _check_resumable(out, recipe)
+    check_output_dir(out, resume, overwrite)  # nothing is written or removed before data and model pass
+    if resume and not overwrite and started(out) and (out / "recipe.yaml").is_file():
+        check_resumable(out, recipe)
     set_seed(recipe.seed)
 
     backbone: Backbone = registry.get("backbone", recipe.backbone.plugin)(recipe.backbone, recipe.data)
@@ -257,7 +207,7 @@ def _train_run(recipe: Recipe, *, resume: bool, overwrite: bool, previous: Previ
         if taken:
             accelerator.print(f"{recipe.name}: {taken_line(taken)}")
     if accelerator.is_main_process:  # once data, model and strategy are known good: a bad input changes nothing
-        _claim_output_dir(out, previous)
+        claim_output_dir(out, previous)
         write_atomic(out / "recipe.yaml", recipe.to_yaml())
     accelerator.wait_for_everyone()
     from ._feature_cache import use_cached_features
@@ -442,7 +392,7 @@ def _resolve_source(recipe: Recipe, quiet: bool) -> Path:
         if not quiet:
             print(f"{recipe.name}: training the source run {source.name!r} first ({path})")
         # Resumed when it was interrupted, even before its first checkpoint (then it starts over).
-        _run(source, resume=_started(run_dir), overwrite=False, quiet=quiet)
+        _run(source, resume=started(run_dir), overwrite=False, quiet=quiet)
     return resolve_run_dir(run_dir)
 
 

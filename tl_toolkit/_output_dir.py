@@ -1,5 +1,9 @@
-"""Replacing a run under ``--overwrite`` without losing it when the new run does not finish.
+"""A run's output folder: what it holds, and what a new run may do with it (refuse, resume, replace).
 
+A folder that holds a run is refused unless ``--resume`` or ``--overwrite`` says what to
+do with it; ``--resume`` continues it only with the recipe it was started with.
+
+Replacing a run under ``--overwrite`` must not lose it when the new run does not finish.
 A run writes into its ``output_dir`` as it trains (checkpoints, ``metrics.jsonl``,
 ``recipe.yaml``), so the previous run's files cannot stay where they are. They are
 moved aside into ``<output_dir>/.previous-run/`` (a rename: the same file system,
@@ -16,8 +20,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["PREVIOUS_RUN", "REPLACED", "PreviousRun"]
+from ._errors import UserError
+
+if TYPE_CHECKING:
+    from ._recipe import Recipe
+
+__all__ = ["PREVIOUS_RUN", "REPLACED", "PreviousRun", "check_output_dir", "check_resumable", "claim_output_dir",
+           "finished", "started"]
 
 #: Where a replaced run waits until its replacement finishes.
 PREVIOUS_RUN = ".previous-run"
@@ -84,3 +95,60 @@ class PreviousRun:
         if self.active and self.replace:
             _remove(self.kept)
         self.active = False
+
+
+def finished(out: Path) -> bool:
+    """Whether ``out`` holds a finished run (its summary is the last file a run writes)."""
+    return (out / "summary.json").is_file() and (out / "model").is_dir()
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse an output directory that holds a run unless --resume or --overwrite says what to do with it."""
+    if overwrite:
+        return
+    if (out / "summary.json").is_file() and not resume:
+        raise UserError(
+            f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace it "
+            f"or set output_dir=<another directory>"
+        )
+    if started(out) and not resume:
+        kept = (out / PREVIOUS_RUN / "summary.json").is_file()  # an --overwrite killed outright left it there
+        raise UserError(
+            f"output_dir: {str(out)!r} holds an unfinished run"
+            + (f" (and, in {PREVIOUS_RUN}/, the finished run it was replacing)" if kept else "")
+            + "; pass --resume to continue it, or --overwrite to start over"
+        )
+
+
+def check_resumable(out: Path, recipe: Recipe) -> None:
+    """--resume continues the run in ``out`` only with the recipe it was started with (more epochs allowed)."""
+    import yaml
+
+    from ._checkpoint import resume_changes
+
+    saved = yaml.safe_load((out / "recipe.yaml").read_text(encoding="utf-8")) or {}
+    changes = resume_changes(saved, recipe.model_dump(mode="json"))
+    if changes:
+        raise UserError(f"--resume: the run in {str(out)!r} was started with other settings ({'; '.join(changes[:4])}"
+                        f"{'; ...' if len(changes) > 4 else ''}); resume with the settings it was started with "
+                        f"(only train.epochs may change), or pass --overwrite to start over")
+
+
+def started(out: Path) -> bool:
+    """Whether ``out`` holds a run that began training (killed before its first checkpoint included).
+
+    A run that stopped before it logged a step (a bad value found by its first batch) left nothing
+    worth continuing: its empty ``metrics.jsonl`` does not count, and the next run simply starts.
+    """
+    log = out / "metrics.jsonl"
+    return (out / "checkpoints").is_dir() or (log.is_file() and log.stat().st_size > 0)
+
+
+def claim_output_dir(out: Path, previous: PreviousRun | None) -> None:
+    """Create ``out`` and, with --overwrite, set the previous run's files aside: called only once every check that
+    can run before training has passed, so a bad input leaves the previous run (or no folder) as it was."""
+    from ._paths import make_output_dir
+
+    if previous is not None:
+        previous.set_aside()
+    make_output_dir("output_dir", out)
