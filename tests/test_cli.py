@@ -346,3 +346,15 @@ def test_flags_that_cannot_mean_what_they_say_are_refused(
     except SystemExit as e:  # argparse's own errors
         code = int(e.code or 0)
     assert code == 2 and expected in capsys.readouterr().err
+
+
+def test_version_into_a_pipe_nobody_reads_is_no_crash() -> None:
+    """`tl --version | (exec 0<&-)`: the reader is gone before tl writes; that is no error of tl's."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "tl_toolkit", "--version"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

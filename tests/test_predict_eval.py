@@ -73,6 +73,18 @@ def test_python_predict_takes_in_memory_texts_and_a_loaded_model(text_run: Path,
             predict(loaded, **kwargs)
 
 
+def test_predict_with_stdout_closed_is_no_crash(text_run: Path, tmp_path: Path) -> None:
+    """`tl predict RUN in.txt >&-`: Python starts with sys.stdout None; the predictions go nowhere, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "in.txt").write_text("fine\n")
+    proc = subprocess.run([sys.executable, "-m", "tl_toolkit", "predict", str(text_run), str(tmp_path / "in.txt")],
+                          stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=300)
+    assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr
+
+
 def test_predict_errors_name_the_problem(text_run: Path, tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id,review\n1,fine\n")
     cases = [
