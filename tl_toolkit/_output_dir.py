@@ -12,8 +12,9 @@ deleted only when the new run has written its ``summary.json``. A new run that
 stops on an error or Ctrl-C is removed and the previous run put back as it was.
 A run into an empty folder that stops before its first checkpoint is removed the
 same way: it leaves nothing that ``--resume`` could continue.
-A process killed outright leaves ``.previous-run/`` behind; the next ``--overwrite``
-of that folder keeps it as the last finished run.
+A process killed outright leaves ``.previous-run/`` behind: the refusal that follows
+names it, the next ``--overwrite`` keeps it as the last finished run, and the
+replacement, once finished (by ``--resume`` or ``--overwrite``), removes it.
 """
 
 from __future__ import annotations
