@@ -134,10 +134,10 @@ MESSAGES: dict[str, list[str]] = {
         'tl run: error: {dir}/recipe-dir: recipe file not found (it is a directory); give the path of a .yaml recipe',
     ],
     'run:finished run in output_dir': [
-        "tl run: error: output_dir: '{dir}/out' already holds a finished run; pass --overwrite to replace it or set output_dir=<another directory>",
+        "tl run: error: output_dir: '{dir}/out' already holds a finished run; pass --overwrite to replace it (overwrite=True from Python) or set output_dir=<another directory>",
     ],
     'run:unfinished run in output_dir': [
-        "tl run: error: output_dir: '{dir}/out' holds an unfinished run; pass --resume to continue it, or --overwrite to start over",
+        "tl run: error: output_dir: '{dir}/out' holds an unfinished run; pass --resume to continue it, or --overwrite to start over (resume=True or overwrite=True from Python)",
     ],
     'run:no recipe': [
         'tl run: error: run: give a recipe file, or --from-manifest MODEL_DIR to re-run a finished run',

@@ -263,7 +263,7 @@ def test_a_finished_run_is_replaced_only_when_asked(tmp_path: Path, capsys: pyte
     with pytest.raises(UserError) as err:
         tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=bigger), quiet=True)
     assert str(err.value) == (f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace "
-                              "it or set output_dir=<another directory>")
+                              "it (overwrite=True from Python) or set output_dir=<another directory>")
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
     second = tl_toolkit.finetune(image_recipe(out, train={"epochs": 1}, data=bigger), quiet=True, overwrite=True)

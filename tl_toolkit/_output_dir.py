@@ -110,14 +110,15 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if (out / "summary.json").is_file() and not resume:
         raise UserError(
             f"output_dir: {str(out)!r} already holds a finished run; pass --overwrite to replace it "
-            f"or set output_dir=<another directory>"
+            f"(overwrite=True from Python) or set output_dir=<another directory>"
         )
     if started(out) and not resume:
         kept = (out / PREVIOUS_RUN / "summary.json").is_file()  # an --overwrite killed outright left it there
         raise UserError(
             f"output_dir: {str(out)!r} holds an unfinished run"
             + (f" (and, in {PREVIOUS_RUN}/, the finished run it was replacing)" if kept else "")
-            + "; pass --resume to continue it, or --overwrite to start over"
+            + "; pass --resume to continue it, or --overwrite to start over (resume=True or overwrite=True from "
+              "Python)"
         )
 
 

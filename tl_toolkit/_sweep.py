@@ -185,7 +185,8 @@ def _prepare(sweep_dir: Path, recipe: Recipe, resume: bool, overwrite: bool) -> 
         sweep_dir.rename(previous)
     elif existing and not resume:
         raise UserError(f"output_dir: {str(sweep_dir)!r} already holds a sweep; pass --resume to continue it, "
-                        f"--overwrite to start over, or set output_dir=<another directory>")
+                        f"--overwrite to start over (resume=True or overwrite=True from Python), or set "
+                        f"output_dir=<another directory>")
     elif existing and (sweep_dir / "sweep.yaml").is_file():
         before = (sweep_dir / "sweep.yaml").read_text(encoding="utf-8")
         if before != recipe.to_yaml():
