@@ -55,10 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         from ._errors import os_error_message, storage_error
 
-        if e.filename is None and storage_error(e) is None:
+        full = storage_error(e)
+        if e.filename is None and full is None:
             return _internal_error(args.command, argv)
         # A user's file or folder that cannot be read or written, or a full disk: the path and the cause.
-        print(f"tl {args.command}: error: {os_error_message(storage_error(e) or e)}", file=sys.stderr)
+        print(f"tl {args.command}: error: {os_error_message(full or e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         notes = getattr(e, "__notes__", [])
@@ -295,8 +296,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     rows = predict(args.run_dir, args.inputs, column=args.column, batch_size=args.batch_size, top_k=args.top_k)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.output:
-        from pathlib import Path
-
         from ._checkpoint import write_atomic
 
         try:

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--trials", type=int, help="finished-or-pruned trials to end with (default: sweep.trials)")
     p.add_argument("--resume", action="store_true", help="continue the study in <output_dir>/sweep")
-    p.add_argument("--overwrite", action="store_true", help="delete that study and its trials first")
+    p.add_argument("--overwrite", action="store_true", help="replace that study and its trials (kept until the new sweep finishes)")
     p.add_argument("--backend", default="local", help="local (default: one trial at a time) or ray")
     p.add_argument("--parallel", type=int, default=1, metavar="K", help="trials at once (--backend ray)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

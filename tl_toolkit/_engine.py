@@ -283,19 +283,21 @@ def _on_nonfinite(accelerator: Accelerator, cfg: Any, value: float, state: Train
         state.skipped_steps += 1
         accelerator.print(f"train: the loss is {value} at {where}; skipped that step (train.skip_nonfinite)")
         return
-    last = latest_checkpoint(root)
-    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
     raise UserError(
-        f"train: the loss became {value} at {where}; stopped, {kept}. Lower train.lr (now {cfg.lr}), "
+        f"train: the loss became {value} at {where}; stopped, {_kept(root)}. Lower train.lr (now {cfg.lr}), "
         f"set train.max_grad_norm, or set train.skip_nonfinite=true to skip such steps"
     )
 
 
+def _kept(root: Path) -> str:
+    """What a run stopped for a non-finite loss leaves to resume from."""
+    last = latest_checkpoint(root)
+    return f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+
+
 def _on_nonfinite_eval(cfg: Any, value: float, epoch: int, root: Path) -> None:
     """A model whose held-out loss is not a number diverged, although its training losses were finite."""
-    last = latest_checkpoint(root)
-    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-    raise UserError(f"train: the eval loss is {value} after epoch {epoch}: the model diverged; stopped, {kept}. "
+    raise UserError(f"train: the eval loss is {value} after epoch {epoch}: the model diverged; stopped, {_kept(root)}. "
                     f"Lower train.lr (now {cfg.lr:g})")
 
 

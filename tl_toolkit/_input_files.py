@@ -49,7 +49,7 @@ def check_output_file(output: str, run_dir: str, inputs: Sequence[str]) -> None:
         UserError: a folder, a file whose folder is missing, an input file, or a file of the run.
     """
     from ._output_dir import REPLACED
-    from ._run_files import MODEL_META
+    from ._run_files import resolve_run_dir
 
     given = Path(output)
     if given.is_dir():
@@ -58,8 +58,7 @@ def check_output_file(output: str, run_dir: str, inputs: Sequence[str]) -> None:
         raise UserError(f"--output: {output!r}: No such file or directory (its folder {str(given.parent)!r} "
                         f"does not exist); create the folder or choose another --output")
     target = given.resolve()
-    run = Path(run_dir).resolve()
-    run = run.parent if (run / MODEL_META).is_file() else run  # given its model/ folder
+    run = resolve_run_dir(run_dir).resolve().parent  # the run folder, also when given its model/
     if target in {Path(i).resolve() for i in inputs}:
         raise UserError(f"--output: {output!r} is one of the inputs; writing the predictions there would replace "
                         f"it: choose another file")

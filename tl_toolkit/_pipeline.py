@@ -122,10 +122,15 @@ def finetune(
             if not quiet:
                 print(f"{recipe.name}: the run in {out} is already finished; nothing was trained (overwrite it to "
                       f"train again)")
-            done = json.loads((out / "summary.json").read_text())
-            return FinetuneResult(out, done["eval"], done, load_model_dir(out / "model").model,
-                                  done.get("label_names", []))
+            return _finished_result(out, with_model=True)
         return _run(recipe, resume=resume, overwrite=overwrite, quiet=quiet, callbacks=callbacks)
+
+
+def _finished_result(out: Path, with_model: bool) -> FinetuneResult:
+    """What a finished run in ``out`` returns again, read from its ``summary.json`` (and ``model/``)."""
+    done = json.loads((out / "summary.json").read_text())
+    model = load_model_dir(out / "model").model if with_model else None
+    return FinetuneResult(out, done["eval"], done, model, done.get("label_names", []))
 
 
 def _run(recipe: Recipe, *, resume: bool, overwrite: bool, quiet: bool,
@@ -160,9 +165,8 @@ def _train_run(recipe: Recipe, *, resume: bool, overwrite: bool, previous: Previ
     from ._engine import fit, make_accelerator
 
     out = recipe.output_path
-    if finished(out) and resume and not overwrite:
-        done = json.loads((out / "summary.json").read_text())
-        return FinetuneResult(out, done["eval"], done, None, done.get("label_names", []))
+    if finished(out) and resume and not overwrite:  # a baseline finished before an interruption
+        return _finished_result(out, with_model=False)
 
     source_dir = _resolve_source(recipe, quiet) if recipe.backbone.init_from else None
     taken: dict[str, Any] = {}

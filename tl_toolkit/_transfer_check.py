@@ -75,7 +75,7 @@ def check_transfer(recipe: Recipe, summary: dict[str, Any], history: list[dict[s
     findings["taken"] = summary.get("inherited_options", {})
     meta = _source_meta(source)
     findings["preprocessing"] = _preprocessing(recipe, backbone, source, meta, findings["taken"])
-    findings["resized"] = "image_size" in meta.get("data", {}) and meta["data"]["image_size"] != recipe.data.image_size
+    findings["resized"] = _data_changed(meta, recipe, "image_size")
     findings["lr"] = {"head": recipe.train.lr, "transferred": recipe.train.lr * rates.ratio, "ratio": rates.ratio,
                       "layer_decay": recipe.strategy.options.get("layer_decay")}
     findings["next"] = _next_steps(findings, recipe)
@@ -101,6 +101,12 @@ def _source_meta(source: SourceModel | None) -> dict[str, Any]:
     return json.loads(meta_file.read_text()) if meta_file is not None and meta_file.is_file() else {}
 
 
+def _data_changed(meta: dict[str, Any], recipe: Recipe, key: str) -> bool:
+    """Whether ``data.<key>`` differs from the source run's (a source that did not record it: no)."""
+    src_data = meta.get("data", {})
+    return key in src_data and src_data[key] != getattr(recipe.data, key)
+
+
 def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | None, meta: dict[str, Any],
                    taken: dict[str, Any]) -> list[str]:
     """How this run feeds its inputs differently from the source run (one sentence each).
@@ -114,9 +120,8 @@ def _preprocessing(recipe: Recipe, backbone: Backbone, source: SourceModel | Non
     diffs = []
     src_data = meta.get("data", {})
     for key in ("image_size", "max_length"):
-        theirs, mine = src_data.get(key), getattr(recipe.data, key)
-        if key in src_data and theirs != mine:
-            diffs.append(f"data.{key} is {mine} here and was {theirs} in the source run.")
+        if _data_changed(meta, recipe, key):
+            diffs.append(f"data.{key} is {getattr(recipe.data, key)} here and was {src_data[key]} in the source run.")
     theirs_opts, mine_opts = meta.get("backbone", {}).get("options", {}), recipe.backbone.options
     for key in sorted(set(theirs_opts) | set(mine_opts)):
         if key not in taken and theirs_opts.get(key) != mine_opts.get(key):
